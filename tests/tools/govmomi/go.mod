@@ -1,0 +1,20 @@
+// Tools module: builds vcsim and govc from the root module github.com/vmware/govmomi
+// (project-owned main packages under cmd/, see ../README.md).
+module vmi.test/tools/govmomi
+
+go 1.25.0
+
+require (
+	github.com/google/uuid v1.6.0
+	github.com/vmware/govmomi v0.56.0
+)
+
+require (
+	github.com/a8m/tree v0.0.0-20240104212747-2c8764a5f17e // indirect
+	github.com/dougm/pretty v0.0.0-20171025230240-2ee9d7453c02 // indirect
+	github.com/kr/text v0.2.0 // indirect
+	github.com/rogpeppe/go-internal v1.12.0 // indirect
+	github.com/xlab/treeprint v1.2.0 // indirect
+	golang.org/x/text v0.41.0 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
+)
