@@ -6,6 +6,8 @@
 //! apart from the step-runner's vSphere client, keeps the orchestrator small
 //! and lets the CRD be generated without building any client code.
 
+#![warn(missing_docs)]
+
 pub mod crd;
 pub mod migration;
 pub mod pipeline;

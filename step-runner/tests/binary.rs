@@ -1,0 +1,46 @@
+//! The `vmi-step` binary as a Job runs it.
+
+use std::process::Command;
+
+fn vmi_step(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vmi-step"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_unimplemented_step_fails_and_says_so_last() {
+    let output = vmi_step(&["update-infra", "--vmi", "vmi-system/m1"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("step update-infra is not implemented yet"),
+        "last line: {last}\n{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "logs go to stderr");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let output = vmi_step(&["--log-format", "json", "plan", "--vmi", "vmi-system/m1"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let last = lines.last().unwrap();
+    assert_eq!(last["level"], "ERROR");
+    assert_eq!(last["message"], "step plan is not implemented yet");
+    assert_eq!(last["vmi"], "vmi-system/m1");
+}
+
+#[test]
+fn a_bad_command_line_exits_2() {
+    let output = vmi_step(&["preflight", "--vmi", "no-slash"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("<namespace>/<name>"));
+}
