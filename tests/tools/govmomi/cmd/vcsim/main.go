@@ -78,6 +78,7 @@ type options struct {
 	stdinExit   bool
 	loadDir     string
 	methodDelay string
+	instanceID  string
 }
 
 func main() {
@@ -125,6 +126,7 @@ func registerFlags(fs *flag.FlagSet, m *simulator.Model, o *options) {
 	fs.StringVar(&m.ServiceContent.About.ApiVersion, "api-version", m.ServiceContent.About.ApiVersion, "API version reported by the service")
 	fs.BoolVar(&o.esx, "esx", false, "Simulate a standalone ESX host instead of vCenter")
 	fs.StringVar(&o.loadDir, "load", "", "Load the inventory from a directory written by 'govc object.save'")
+	fs.StringVar(&o.instanceID, "instance-uuid", "", "about.instanceUuid to report (default: a new random UUID, so two simulators differ as two vCenters do)")
 
 	// Serving.
 	fs.StringVar(&o.listen, "l", "127.0.0.1:8989", "Listen address (port 0 picks a free port)")
@@ -191,6 +193,13 @@ func run(model *simulator.Model, opt *options) error {
 		model.Autostart = vpx.Autostart
 		model.DelayConfig = vpx.DelayConfig
 	}
+
+	// The simulator's model reports one fixed instanceUuid; real vCenters each
+	// have their own, and cross-vCenter calls (ServiceLocator) depend on it.
+	if opt.instanceID == "" {
+		opt.instanceID = uuid.NewString()
+	}
+	model.ServiceContent.About.InstanceUuid = opt.instanceID
 
 	const marker = " (govmomi simulator)"
 	model.ServiceContent.About.FullName += marker

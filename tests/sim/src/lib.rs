@@ -1,0 +1,29 @@
+//! The simulated cluster vmi is tested on (DESIGN §8): real etcd,
+//! kube-apiserver and kube-controller-manager built from their Go modules,
+//! two vcsim vCenters, and the OpenShift CRDs from a pinned openshift/api.
+//!
+//! Every process is tied to the test process: none survives it, and every
+//! temporary directory is removed when it exits (see [`children`]).
+
+#![warn(missing_docs)]
+
+pub mod children;
+pub mod control_plane;
+pub mod inventory;
+pub mod pki;
+pub mod tools;
+pub mod vcsim;
+
+pub use control_plane::ControlPlane;
+pub use tools::Tools;
+
+/// Why the simulated cluster could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// A process, file or certificate could not be set up.
+    #[error("simulated cluster: {0}")]
+    Setup(String),
+    /// A Kubernetes API call failed.
+    #[error("simulated cluster: {0}: {1}")]
+    Kube(String, #[source] kube::Error),
+}
