@@ -236,7 +236,9 @@ fn start_once(tools: &Tools) -> Result<ControlPlane, SimError> {
             ),
             format!("--root-ca-file={}", serving_ca_file.display()),
             "--use-service-account-credentials=false".into(),
-            "--controllers=*".into(),
+            // No kubelet heartbeats here: the harness plays the kubelet, so
+            // the node lifecycle controller would wrongly mark Nodes unreachable.
+            "--controllers=*,-node-lifecycle-controller".into(),
             "--leader-elect=false".into(),
             "--bind-address=127.0.0.1".into(),
             "--secure-port=0".into(),

@@ -9,8 +9,10 @@
 
 pub mod children;
 pub mod control_plane;
+pub mod crds;
 pub mod inventory;
 pub mod pki;
+pub mod seed;
 pub mod tools;
 pub mod vcsim;
 
