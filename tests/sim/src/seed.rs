@@ -273,7 +273,7 @@ impl SimCluster {
                 .find(|(vm, _)| vm == name)
                 .map(|(_, uuid)| uuid.clone())
                 .ok_or_else(|| SimError::Setup(format!("the source vCenter has no VM {name}")))?;
-            let owner = (*role == "worker").then(|| (machine_set.as_str(), set_uid.as_str()));
+            let owner = (*role == "worker").then_some((machine_set.as_str(), set_uid.as_str()));
             create(client, &self.machine(name, role, &uuid, i, owner)).await?;
             create(client, &self.node(name, role, &uuid, i)).await?;
         }
