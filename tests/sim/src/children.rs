@@ -53,6 +53,7 @@ fn spawner() -> &'static Mutex<mpsc::Sender<Request>> {
         unsafe {
             libc::atexit(stop_all_at_exit);
         }
+        sweep_stale_dirs();
         Mutex::new(sender)
     })
 }
@@ -126,10 +127,15 @@ pub fn spawn(name: &str, mut command: Command, log: &Path) -> Result<Process, Si
     Ok(process)
 }
 
-/// A temporary directory removed when the test process exits.
-pub fn temp_dir(prefix: &str) -> Result<PathBuf, SimError> {
+/// The prefix of every temporary directory of the simulated cluster; the
+/// owner's pid follows it, so that [`sweep_stale_dirs`] can tell whose it is.
+const DIR_PREFIX: &str = "vmi-sim.";
+
+/// A temporary directory (`$TMPDIR/vmi-sim.<pid>.<purpose>.XXXX`) removed
+/// when the test process exits.
+pub fn temp_dir(purpose: &str) -> Result<PathBuf, SimError> {
     let dir = tempfile::Builder::new()
-        .prefix(prefix)
+        .prefix(&format!("{DIR_PREFIX}{}.{purpose}.", std::process::id()))
         .tempdir()
         .map_err(|e| SimError::Setup(format!("cannot create a temporary directory: {e}")))?;
     let path = dir.path().to_owned();
@@ -175,6 +181,31 @@ fn terminate(children: Vec<(String, Child)>, grace: Duration) {
             );
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// Removes the temporary directories of simulated clusters whose process is
+/// gone: only a process killed outright (SIGKILL) leaves them behind, and its
+/// children died with it.
+pub fn sweep_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('.').next())
+        else {
+            continue;
+        };
+        let alive = pid
+            .parse::<u32>()
+            .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

@@ -152,7 +152,7 @@ fn free_port() -> Result<u16, SimError> {
 
 fn start_once(tools: &Tools) -> Result<ControlPlane, SimError> {
     let began = Instant::now();
-    let dir = children::temp_dir("vmi-sim-kube-")?;
+    let dir = children::temp_dir("kube")?;
     let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
     let server = format!("https://127.0.0.1:{api_port}");
 

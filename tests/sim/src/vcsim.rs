@@ -49,7 +49,7 @@ impl VCenterSim {
         let tools = Tools::get()?;
         let server = next_loopback_address()?;
         let port = free_port_at_most_32767(&server)?;
-        let dir = children::temp_dir(&format!("vmi-sim-vcsim-{role}-"))?;
+        let dir = children::temp_dir(&format!("vcsim-{role}"))?;
         let ca = Authority::new(&format!("vmi-sim {role} vCenter CA"))?;
         let leaf = ca.server(&[server.as_str()])?;
         let ca_file = pki::write_file(&dir, "ca.crt", &ca.cert_pem())?;
