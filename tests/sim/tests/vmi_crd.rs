@@ -5,6 +5,7 @@
 
 use std::process::Command;
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde::Deserialize;
 use serde_json::Value;
@@ -12,6 +13,7 @@ use vmi_api::VSphereMigrationInfra;
 use vmi_sim::{ControlPlane, Tools};
 
 const SAMPLE: &str = include_str!("../../../deploy/samples/vmi.yaml");
+const CREDENTIALS: &str = include_str!("../../../deploy/samples/vcenter-credentials.yaml");
 const REJECTED: &str = include_str!("../../../api/tests/fixtures/rejected-specs.yaml");
 
 #[derive(Deserialize)]
@@ -44,8 +46,29 @@ async fn the_sample_is_accepted_and_listed_with_its_columns() {
     vmi_sim::crds::install_vmi_crd(&client).await.unwrap();
     let ns = plane.namespace(&client, "vmi-sample").await.unwrap();
 
+    let mut credentials: Secret = serde_saphyr::from_str(CREDENTIALS).unwrap();
+    credentials.metadata.namespace = Some(ns.clone());
+    let stored = Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &credentials)
+        .await
+        .unwrap();
+    let keys: Vec<_> = stored.data.unwrap().into_keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "vcenter-b.example.com.password",
+            "vcenter-b.example.com.username"
+        ],
+        "keys as in vsphere-creds"
+    );
+
     let sample: VSphereMigrationInfra =
         serde_json::from_value(sample_in(&ns, "move-to-vcenter-b")).unwrap();
+    assert_eq!(
+        Some(sample.spec.credentials_secret.name.clone()),
+        credentials.metadata.name,
+        "the sample vmi names the sample secret"
+    );
     let api: Api<VSphereMigrationInfra> = Api::namespaced(client, &ns);
     api.create(&PostParams::default(), &sample)
         .await
