@@ -1,0 +1,13 @@
+//! The vCenter client every vSphere step goes through: SOAP over reqwest and
+//! quick-xml, TLS trust by CA bundle or pinned thumbprint, typed faults, and
+//! one log event per round trip with secrets redacted.
+
+pub mod error;
+pub mod redact;
+pub mod soap;
+pub mod tls;
+pub mod xml;
+
+pub use error::{ErrorKind, VSphereError};
+pub use soap::{About, Credentials, MoRef, VCenter};
+pub use tls::Trust;

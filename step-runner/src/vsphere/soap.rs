@@ -1,0 +1,512 @@
+//! The vSphere SOAP API as thin typed methods over one round-trip function,
+//! so that logging, redaction, re-login and fault mapping live in one place.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use super::error::{ErrorKind, VSphereError};
+use super::redact::Redactor;
+use super::tls::{self, Trust};
+use super::xml::{self, Element};
+
+/// The SOAP action version used before the server's own is known; every
+/// vCenter this tool supports (7.0U2 and later) accepts it.
+const INITIAL_API_VERSION: &str = "7.0.3.0";
+/// The session cookie vCenter sets at login.
+const SESSION_COOKIE: &str = "vmware_soap_session";
+
+/// A managed object reference, e.g. `Folder:group-d1`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MoRef {
+    /// The managed object type, e.g. `Folder`.
+    pub kind: String,
+    /// Its id, e.g. `group-d1`.
+    pub value: String,
+}
+
+impl MoRef {
+    /// A reference to `kind` `value`.
+    pub fn new(kind: &str, value: &str) -> MoRef {
+        MoRef {
+            kind: kind.to_owned(),
+            value: value.to_owned(),
+        }
+    }
+
+    fn from_element(element: &Element) -> Option<MoRef> {
+        Some(MoRef::new(element.attribute("type")?, element.text.trim()))
+    }
+
+    fn to_xml(&self, element: &str) -> String {
+        format!(
+            r#"<{element} type="{}">{}</{element}>"#,
+            xml::escape(&self.kind),
+            xml::escape(&self.value)
+        )
+    }
+}
+
+impl fmt::Display for MoRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind, self.value)
+    }
+}
+
+/// A user name and password; the password never appears in `Debug`.
+#[derive(Clone)]
+pub struct Credentials {
+    username: String,
+    password: String,
+}
+
+impl Credentials {
+    /// Credentials for `username`.
+    pub fn new(username: &str, password: &str) -> Credentials {
+        Credentials {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Credentials {{ username: {:?}, password: [redacted] }}",
+            self.username
+        )
+    }
+}
+
+/// What a vCenter says about itself (`ServiceContent.about`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct About {
+    /// The instance UUID, unique per vCenter (needed for cross-vCenter calls).
+    pub instance_uuid: String,
+    /// Product version, e.g. `8.0.2`.
+    pub version: String,
+    /// API version, e.g. `8.0.2.0`.
+    pub api_version: String,
+    /// `VirtualCenter` or `HostAgent`.
+    pub api_type: String,
+    /// Full product name and build.
+    pub full_name: String,
+}
+
+/// The managed objects every call starts from.
+#[derive(Debug, Clone)]
+struct ServiceContent {
+    about: About,
+    root_folder: MoRef,
+    session_manager: MoRef,
+    search_index: MoRef,
+}
+
+/// A logged-in connection to one vCenter.
+pub struct VCenter {
+    server: String,
+    url: String,
+    http: reqwest::Client,
+    credentials: Credentials,
+    content: ServiceContent,
+    cookie: tokio::sync::RwLock<Option<String>>,
+    redactor: std::sync::RwLock<Redactor>,
+}
+
+impl fmt::Debug for VCenter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VCenter({})", self.url)
+    }
+}
+
+impl VCenter {
+    /// Connects to `server` (port 443 when `None`), trusting its certificate
+    /// as `trust` says, and logs in.
+    pub async fn connect(
+        server: &str,
+        port: Option<u16>,
+        trust: &Trust,
+        credentials: Credentials,
+    ) -> Result<VCenter, VSphereError> {
+        let fail = |kind| VSphereError {
+            vcenter: server.to_owned(),
+            method: "connect".into(),
+            object: None,
+            kind,
+        };
+        let config =
+            tls::client_config(server, trust).map_err(|e| fail(ErrorKind::Tls(e.to_string())))?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(config)
+            .connect_timeout(Duration::from_secs(15))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| fail(ErrorKind::Transport(e.to_string())))?;
+        let url = match port {
+            Some(port) if port != 443 => format!("https://{server}:{port}/sdk"),
+            _ => format!("https://{server}/sdk"),
+        };
+        let mut redactor = Redactor::default();
+        redactor.add(&credentials.password);
+        let mut vcenter = VCenter {
+            server: server.to_owned(),
+            url,
+            http,
+            credentials,
+            content: ServiceContent {
+                about: About {
+                    instance_uuid: String::new(),
+                    version: String::new(),
+                    api_version: INITIAL_API_VERSION.to_owned(),
+                    api_type: String::new(),
+                    full_name: String::new(),
+                },
+                root_folder: MoRef::new("Folder", ""),
+                session_manager: MoRef::new("SessionManager", "SessionManager"),
+                search_index: MoRef::new("SearchIndex", "SearchIndex"),
+            },
+            cookie: tokio::sync::RwLock::new(None),
+            redactor: std::sync::RwLock::new(redactor),
+        };
+        vcenter.content = vcenter.retrieve_service_content().await?;
+        vcenter.login().await?;
+        Ok(vcenter)
+    }
+
+    /// The vCenter's server name.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// What the vCenter says about itself.
+    pub fn about(&self) -> &About {
+        &self.content.about
+    }
+
+    /// The root folder of the inventory.
+    pub fn root_folder(&self) -> &MoRef {
+        &self.content.root_folder
+    }
+
+    async fn retrieve_service_content(&self) -> Result<ServiceContent, VSphereError> {
+        let this = MoRef::new("ServiceInstance", "ServiceInstance");
+        let returnval = self.round_trip("RetrieveServiceContent", &this, "").await?;
+        let unexpected = |what: &str| {
+            self.error(
+                "RetrieveServiceContent",
+                Some(&this),
+                ErrorKind::Unexpected(format!("no {what} in ServiceContent")),
+            )
+        };
+        let moref = |name: &str| {
+            returnval
+                .child(name)
+                .and_then(MoRef::from_element)
+                .ok_or_else(|| unexpected(name))
+        };
+        let about = returnval
+            .child("about")
+            .ok_or_else(|| unexpected("about"))?;
+        let text = |name: &str| about.child_text(name).unwrap_or_default().to_owned();
+        Ok(ServiceContent {
+            about: About {
+                instance_uuid: text("instanceUuid"),
+                version: text("version"),
+                api_version: text("apiVersion"),
+                api_type: text("apiType"),
+                full_name: text("fullName"),
+            },
+            root_folder: moref("rootFolder")?,
+            session_manager: moref("sessionManager")?,
+            search_index: moref("searchIndex")?,
+        })
+    }
+
+    /// Logs in, replacing any previous session.
+    async fn login(&self) -> Result<(), VSphereError> {
+        let args = format!(
+            "<userName>{}</userName><password>{}</password>",
+            xml::escape(&self.credentials.username),
+            xml::escape(&self.credentials.password)
+        );
+        let this = self.content.session_manager.clone();
+        *self.cookie.write().await = None;
+        let (_, headers) = self.send("Login", &this, &args).await?;
+        let cookie = headers
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| {
+                v.split(';')
+                    .next()
+                    .and_then(|kv| kv.trim().strip_prefix(&format!("{SESSION_COOKIE}=")))
+            })
+            .map(|v| v.trim_matches('"').to_owned())
+            .ok_or_else(|| {
+                self.error(
+                    "Login",
+                    Some(&this),
+                    ErrorKind::Unexpected("no session cookie".into()),
+                )
+            })?;
+        if let Ok(mut redactor) = self.redactor.write() {
+            redactor.add(&cookie);
+        }
+        *self.cookie.write().await = Some(cookie);
+        tracing::info!(vcenter = %self.server, user = %self.credentials.username, "logged in");
+        Ok(())
+    }
+
+    /// Ends the session. Later calls log in again.
+    pub async fn logout(&self) -> Result<(), VSphereError> {
+        let this = self.content.session_manager.clone();
+        self.round_trip("Logout", &this, "").await.map(|_| ())
+    }
+
+    /// Calls `method` on `this` with the XML `args`; on `NotAuthenticated`
+    /// logs in again once and retries, since sessions expire between steps.
+    pub async fn call(
+        &self,
+        method: &str,
+        this: &MoRef,
+        args: &str,
+    ) -> Result<Element, VSphereError> {
+        match self.round_trip(method, this, args).await {
+            Err(VSphereError {
+                kind: ErrorKind::NotAuthenticated,
+                ..
+            }) => {
+                tracing::info!(vcenter = %self.server, method, "session expired; logging in again");
+                self.login().await?;
+                self.round_trip(method, this, args).await
+            }
+            other => other,
+        }
+    }
+
+    /// One SOAP call; returns the response's `returnval` (or an empty element
+    /// for methods that return nothing).
+    async fn round_trip(
+        &self,
+        method: &str,
+        this: &MoRef,
+        args: &str,
+    ) -> Result<Element, VSphereError> {
+        let (body, _) = self.send(method, this, args).await?;
+        Ok(body.children.into_iter().next().unwrap_or_default())
+    }
+
+    /// Sends one request and maps the answer: the response element and the
+    /// HTTP headers, or a typed error. Every call is logged here.
+    async fn send(
+        &self,
+        method: &str,
+        this: &MoRef,
+        args: &str,
+    ) -> Result<(Element, reqwest::header::HeaderMap), VSphereError> {
+        let request = format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><{method} xmlns="urn:vim25">{}{args}</{method}></soapenv:Body></soapenv:Envelope>"#,
+            this.to_xml("_this")
+        );
+        let mut builder = self
+            .http
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+            .header(
+                "SOAPAction",
+                format!("urn:vim25/{}", self.content.about.api_version),
+            );
+        if let Some(cookie) = self.cookie.read().await.as_ref() {
+            builder = builder.header(
+                reqwest::header::COOKIE,
+                format!("{SESSION_COOKIE}=\"{cookie}\""),
+            );
+        }
+        let started = Instant::now();
+        let sent = builder.body(request.clone()).send().await;
+        let result = match sent {
+            Err(err) => Err(self.error(method, Some(this), transport_kind(&err))),
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let headers = response.headers().clone();
+                let text = response
+                    .text()
+                    .await
+                    .map_err(|e| self.error(method, Some(this), transport_kind(&e)))?;
+                self.log_bodies(method, &request, &text);
+                self.answer(method, this, status, &text)
+                    .map(|element| (element, headers))
+            }
+        };
+        let outcome = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(err) => fault_name(&err.kind),
+        };
+        tracing::info!(
+            vcenter = %self.server,
+            method,
+            object = %this,
+            duration_ms = started.elapsed().as_millis() as u64,
+            outcome,
+            "vCenter call"
+        );
+        result
+    }
+
+    fn log_bodies(&self, method: &str, request: &str, response: &str) {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let redactor = self.redactor.read().map(|r| r.clone()).unwrap_or_default();
+            tracing::debug!(
+                vcenter = %self.server,
+                method,
+                request = %redactor.redact(request),
+                response = %redactor.redact(response),
+                "vCenter call bodies"
+            );
+        }
+    }
+
+    /// The response element of a SOAP answer, or the fault it carries.
+    fn answer(
+        &self,
+        method: &str,
+        this: &MoRef,
+        status: u16,
+        text: &str,
+    ) -> Result<Element, VSphereError> {
+        let envelope = xml::parse(text).map_err(|e| {
+            let kind = if status == 200 {
+                ErrorKind::Xml(e)
+            } else {
+                ErrorKind::Http { status }
+            };
+            self.error(method, Some(this), kind)
+        })?;
+        let body = envelope
+            .child("Body")
+            .and_then(|b| b.children.first())
+            .ok_or_else(|| {
+                self.error(
+                    method,
+                    Some(this),
+                    ErrorKind::Unexpected("no SOAP body".into()),
+                )
+            })?;
+        if body.name == "Fault" {
+            return Err(self.error(method, Some(this), fault_kind(body)));
+        }
+        if status != 200 {
+            return Err(self.error(method, Some(this), ErrorKind::Http { status }));
+        }
+        Ok(body.clone())
+    }
+
+    fn error(&self, method: &str, object: Option<&MoRef>, kind: ErrorKind) -> VSphereError {
+        VSphereError {
+            vcenter: self.server.clone(),
+            method: method.to_owned(),
+            object: object.map(MoRef::to_string),
+            kind,
+        }
+    }
+
+    /// The managed object at an inventory path (`/dc/vm/folder`), or `None`.
+    pub async fn find_by_inventory_path(&self, path: &str) -> Result<Option<MoRef>, VSphereError> {
+        let args = format!(
+            "<inventoryPath>{}</inventoryPath>",
+            xml::escape(path.trim_start_matches('/'))
+        );
+        let returnval = self
+            .call("FindByInventoryPath", &self.content.search_index, &args)
+            .await?;
+        Ok(MoRef::from_element(&returnval).filter(|m| !m.value.is_empty()))
+    }
+
+    /// Creates folder `name` in `parent` and returns it. An existing folder of
+    /// that name is a `DuplicateName` error naming it.
+    pub async fn create_folder(&self, parent: &MoRef, name: &str) -> Result<MoRef, VSphereError> {
+        let args = format!("<name>{}</name>", xml::escape(name));
+        let returnval = self.call("CreateFolder", parent, &args).await?;
+        MoRef::from_element(&returnval).ok_or_else(|| {
+            self.error(
+                "CreateFolder",
+                Some(parent),
+                ErrorKind::Unexpected("no folder reference".into()),
+            )
+        })
+    }
+}
+
+fn transport_kind(err: &reqwest::Error) -> ErrorKind {
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    let mut chain = Vec::new();
+    while let Some(e) = source {
+        chain.push(e.to_string());
+        source = e.source();
+    }
+    let text = chain.join(": ");
+    if chain.iter().any(|c| {
+        c.contains("certificate") || c.contains("thumbprint") || c.contains("InvalidCertificate")
+    }) {
+        ErrorKind::Tls(text)
+    } else {
+        ErrorKind::Transport(text)
+    }
+}
+
+/// The fault type of a SOAP fault and its details.
+fn fault_kind(fault: &Element) -> ErrorKind {
+    let message = fault
+        .child_text("faultstring")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let detail = fault.child("detail").and_then(|d| d.children.first());
+    let name = detail
+        .and_then(|d| {
+            d.xsi_type
+                .clone()
+                .or_else(|| Some(d.name.trim_end_matches("Fault").to_owned()))
+        })
+        .unwrap_or_else(|| "Unknown".into());
+    let detail_text = |n: &str| detail.and_then(|d| d.child_text(n)).map(str::to_owned);
+    match name.as_str() {
+        "InvalidLogin" => ErrorKind::InvalidLogin,
+        "NotAuthenticated" => ErrorKind::NotAuthenticated,
+        "NoPermission" => ErrorKind::NoPermission {
+            privilege: detail_text("privilegeId"),
+        },
+        "ManagedObjectNotFound" => ErrorKind::ManagedObjectNotFound,
+        "DuplicateName" => ErrorKind::DuplicateName {
+            existing: detail
+                .and_then(|d| d.child("object"))
+                .and_then(MoRef::from_element)
+                .map(|m| m.to_string()),
+        },
+        "InvalidArgument" => ErrorKind::InvalidArgument {
+            property: detail_text("invalidProperty"),
+        },
+        _ => ErrorKind::Fault {
+            fault: name,
+            message,
+        },
+    }
+}
+
+fn fault_name(kind: &ErrorKind) -> String {
+    match kind {
+        ErrorKind::InvalidLogin => "InvalidLogin".into(),
+        ErrorKind::NotAuthenticated => "NotAuthenticated".into(),
+        ErrorKind::NoPermission { .. } => "NoPermission".into(),
+        ErrorKind::ManagedObjectNotFound => "ManagedObjectNotFound".into(),
+        ErrorKind::DuplicateName { .. } => "DuplicateName".into(),
+        ErrorKind::InvalidArgument { .. } => "InvalidArgument".into(),
+        ErrorKind::Fault { fault, .. } => fault.clone(),
+        ErrorKind::Tls(_) => "tls-error".into(),
+        ErrorKind::Transport(_) => "transport-error".into(),
+        ErrorKind::Http { status } => format!("http-{status}"),
+        ErrorKind::Xml(_) => "xml-error".into(),
+        ErrorKind::Unexpected(_) => "unexpected-answer".into(),
+    }
+}

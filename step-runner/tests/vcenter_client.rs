@@ -1,0 +1,265 @@
+//! The vCenter client against the simulated vCenters: sessions, TLS trust,
+//! faults, and logs that never carry a secret.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use vmi_sim::inventory::Inventory;
+use vmi_sim::vcsim::VCenterSim;
+use vmi_step_runner::vsphere::{Credentials, ErrorKind, Trust, VCenter};
+
+/// Everything logged while the guard lives, at debug level.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let sink = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn simulator(role: &str, password: &str) -> VCenterSim {
+    let vcenter = VCenterSim::start(role, "administrator", password).unwrap();
+    Inventory::source("ocp-x7k2p").create_in(&vcenter).unwrap();
+    vcenter
+}
+
+async fn connect(
+    sim: &VCenterSim,
+    trust: Trust,
+    password: &str,
+) -> Result<VCenter, vmi_step_runner::vsphere::VSphereError> {
+    VCenter::connect(
+        &sim.server,
+        Some(sim.port),
+        &trust,
+        Credentials::new(&sim.username, password),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn logs_in_with_a_ca_bundle_and_reads_about() {
+    let sim = simulator("ca", "pw-ca-1");
+    let vcenter = connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), "pw-ca-1")
+        .await
+        .unwrap();
+    let govc: serde_json::Value =
+        serde_json::from_str(&sim.govc(&["about", "-json"]).unwrap()).unwrap();
+    assert_eq!(
+        vcenter.about().instance_uuid,
+        govc["about"]["instanceUuid"].as_str().unwrap()
+    );
+    assert_eq!(vcenter.about().api_type, "VirtualCenter");
+    assert_eq!(vcenter.root_folder().kind, "Folder");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_wrong_password_is_an_invalid_login_naming_the_vcenter() {
+    let sim = simulator("wrong-pw", "pw-right");
+    let err = connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), "pw-wrong")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidLogin);
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!("vCenter {}: Login on SessionManager:", sim.server)),
+        "{message}"
+    );
+    assert!(
+        message.contains("credentials Secret"),
+        "says what to check: {message}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn certificates_are_trusted_only_as_configured() {
+    let sim = simulator("tls", "pw-tls");
+    let other = VCenterSim::start("other", "administrator", "pw-other").unwrap();
+
+    for pin in [&sim.thumbprint_sha1, &sim.thumbprint_sha256] {
+        connect(&sim, Trust::Thumbprint(pin.clone()), "pw-tls")
+            .await
+            .expect("the pinned certificate is trusted");
+    }
+    let lower = sim.thumbprint_sha256.to_lowercase();
+    connect(&sim, Trust::Thumbprint(lower), "pw-tls")
+        .await
+        .expect("thumbprints compare without regard to case");
+
+    let mismatch = connect(
+        &sim,
+        Trust::Thumbprint(other.thumbprint_sha256.clone()),
+        "pw-tls",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&mismatch.kind, ErrorKind::Tls(reason) if reason.contains("does not match the pinned thumbprint")),
+        "{mismatch}"
+    );
+
+    let wrong_ca = connect(&sim, Trust::CaBundle(other.ca_pem.clone()), "pw-tls")
+        .await
+        .unwrap_err();
+    assert!(matches!(wrong_ca.kind, ErrorKind::Tls(_)), "{wrong_ca}");
+    let system = connect(&sim, Trust::SystemRoots, "pw-tls")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(system.kind, ErrorKind::Tls(_)),
+        "a private CA is not in the system store: {system}"
+    );
+
+    let logs = Captured::default();
+    let _guard = logs.install();
+    connect(&sim, Trust::Insecure, "pw-tls")
+        .await
+        .expect("insecure connects");
+    assert!(
+        logs.text().contains("TLS certificate verification is OFF"),
+        "insecure is loud: {}",
+        logs.text()
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn inventory_paths_and_folders() {
+    let sim = simulator("folders", "pw-folders");
+    let vcenter = connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), "pw-folders")
+        .await
+        .unwrap();
+    let vm_folder = vcenter
+        .find_by_inventory_path("/datacenter-a/vm")
+        .await
+        .unwrap()
+        .expect("the VM folder exists");
+    assert_eq!(vm_folder.kind, "Folder");
+    assert_eq!(
+        vcenter
+            .find_by_inventory_path("/datacenter-a/vm/missing")
+            .await
+            .unwrap(),
+        None
+    );
+
+    let created = vcenter.create_folder(&vm_folder, "ocp-new").await.unwrap();
+    assert_eq!(
+        vcenter
+            .find_by_inventory_path("/datacenter-a/vm/ocp-new")
+            .await
+            .unwrap(),
+        Some(created.clone())
+    );
+    let duplicate = vcenter
+        .create_folder(&vm_folder, "ocp-new")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&duplicate.kind, ErrorKind::DuplicateName { existing: Some(e) } if *e == created.to_string()),
+        "{duplicate}"
+    );
+    assert!(
+        duplicate
+            .to_string()
+            .contains(&format!("CreateFolder on {vm_folder}")),
+        "{duplicate}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_ended_session_is_renewed_once_transparently() {
+    let sim = simulator("relogin", "pw-relogin");
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let vcenter = connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), "pw-relogin")
+        .await
+        .unwrap();
+    vcenter.logout().await.unwrap();
+    let found = vcenter
+        .find_by_inventory_path("/datacenter-a")
+        .await
+        .unwrap();
+    assert!(found.is_some());
+    let text = logs.text();
+    assert!(text.contains("session expired; logging in again"), "{text}");
+    assert_eq!(
+        text.matches("logged in").count(),
+        2,
+        "one login, one re-login: {text}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn no_password_or_session_cookie_reaches_the_logs() {
+    let password = "Pa55<w0rd>&\"unique-7781\"";
+    let sim = simulator("redaction", password);
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let vcenter = connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), password)
+        .await
+        .unwrap();
+    vcenter
+        .find_by_inventory_path("/datacenter-a/vm")
+        .await
+        .unwrap();
+    vcenter.logout().await.unwrap();
+    vcenter
+        .find_by_inventory_path("/datacenter-a")
+        .await
+        .unwrap(); // re-login: a second cookie
+    let _ = connect(
+        &sim,
+        Trust::CaBundle(sim.ca_pem.clone()),
+        "wrong-but-secret-9931",
+    )
+    .await;
+    let text = logs.text();
+    assert!(
+        text.contains("vCenter call bodies"),
+        "debug bodies were logged: {text}"
+    );
+    assert!(text.contains("<password>[redacted]</password>"), "{text}");
+    for secret in [
+        password,
+        "Pa55&lt;w0rd&gt;",
+        "unique-7781",
+        "wrong-but-secret-9931",
+    ] {
+        assert!(!text.contains(secret), "{secret:?} leaked into the logs");
+    }
+    let cookie_values: Vec<&str> = text
+        .match_indices("vmware_soap_session")
+        .map(|(i, _)| &text[i..(i + 60).min(text.len())])
+        .collect();
+    assert!(
+        cookie_values
+            .iter()
+            .all(|c| !c.contains('=') || c.contains("[redacted]")),
+        "{cookie_values:?}"
+    );
+    assert!(
+        !format!("{:?}", Credentials::new("u", password)).contains("unique-7781"),
+        "Debug hides the password"
+    );
+}
