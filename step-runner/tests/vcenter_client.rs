@@ -263,3 +263,108 @@ async fn no_password_or_session_cookie_reaches_the_logs() {
         "Debug hides the password"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn properties_are_read_page_by_page() {
+    let sim = simulator("pages", "pw-pages");
+    let vcenter = connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), "pw-pages")
+        .await
+        .unwrap();
+    let datacenter = vcenter
+        .find_by_inventory_path("/datacenter-a")
+        .await
+        .unwrap()
+        .unwrap();
+    let content = vcenter
+        .properties(&datacenter, &["name", "vmFolder"])
+        .await
+        .unwrap();
+    assert_eq!(content.text("name"), Some("datacenter-a"));
+    let vm_folder = content.moref("vmFolder").unwrap();
+
+    // 250 folders: more than two pages of 100.
+    let parent = vcenter.create_folder(&vm_folder, "paging").await.unwrap();
+    for i in 0..250 {
+        vcenter
+            .create_folder(&parent, &format!("f-{i:03}"))
+            .await
+            .unwrap();
+    }
+    let found = vcenter
+        .objects_below(&parent, "Folder", &["name"])
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = found.iter().filter_map(|o| o.text("name")).collect();
+    names.sort();
+    assert_eq!(names.len(), 250, "every page was read");
+    assert_eq!((names[0], names[249]), ("f-000", "f-249"));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn vm_tasks_succeed_fail_and_are_verified() {
+    use vmi_step_runner::vsphere::vm::NewVm;
+    let sim = simulator("tasks", "pw-tasks");
+    let vcenter = connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), "pw-tasks")
+        .await
+        .unwrap();
+    let folder = vcenter
+        .find_by_inventory_path("/datacenter-a/vm/ocp-x7k2p")
+        .await
+        .unwrap()
+        .unwrap();
+    let pool = vcenter
+        .find_by_inventory_path("/datacenter-a/host/cluster-a/Resources")
+        .await
+        .unwrap()
+        .unwrap();
+    let vm = vcenter
+        .create_vm(&NewVm {
+            name: "vmi-helper-1",
+            folder: &folder,
+            pool: &pool,
+            datastore: "datastore-a",
+            cpus: 1,
+            memory_mib: 128,
+        })
+        .await
+        .unwrap();
+    assert_eq!(vm.kind, "VirtualMachine");
+    assert_eq!(
+        vcenter
+            .find_by_inventory_path("/datacenter-a/vm/ocp-x7k2p/vmi-helper-1")
+            .await
+            .unwrap(),
+        Some(vm.clone())
+    );
+
+    // A task that fails reports its fault and the object, not success.
+    let missing = vcenter
+        .attach_existing_disk(&vm, "[datastore-a] nowhere/missing.vmdk", 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&missing.kind, ErrorKind::Fault { fault, .. } if fault.contains("FileNotFound")),
+        "{missing}"
+    );
+    assert!(missing.to_string().contains("ReconfigVM_Task"), "{missing}");
+    assert!(
+        vcenter.disk_files(&vm).await.unwrap().is_empty(),
+        "nothing was attached"
+    );
+
+    vcenter.power_off(&vm).await.unwrap();
+    vcenter
+        .power_off(&vm)
+        .await
+        .expect("powering off a VM that is off changes nothing");
+    vcenter.destroy(&vm).await.unwrap();
+    assert_eq!(
+        vcenter
+            .find_by_inventory_path("/datacenter-a/vm/ocp-x7k2p/vmi-helper-1")
+            .await
+            .unwrap(),
+        None
+    );
+    let gone = vcenter.destroy(&vm).await.unwrap_err();
+    assert_eq!(gone.kind, ErrorKind::ManagedObjectNotFound, "{gone}");
+}

@@ -63,6 +63,13 @@ pub enum ErrorKind {
     Xml(XmlError),
     /// The answer lacked something it must have.
     Unexpected(String),
+    /// A task did not finish in time; it may still be running in vCenter.
+    TaskTimeout {
+        /// The task.
+        task: String,
+        /// How long vmi waited.
+        waited_seconds: u64,
+    },
 }
 
 impl fmt::Display for ErrorKind {
@@ -108,6 +115,13 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Http { status } => write!(f, "HTTP status {status}"),
             ErrorKind::Xml(err) => write!(f, "unreadable answer: {err}"),
             ErrorKind::Unexpected(what) => write!(f, "unexpected answer: {what}"),
+            ErrorKind::TaskTimeout {
+                task,
+                waited_seconds,
+            } => write!(
+                f,
+                "task {task} did not finish within {waited_seconds} s; it may still be running: check Recent Tasks in the vSphere client before retrying"
+            ),
         }
     }
 }

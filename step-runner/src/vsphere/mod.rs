@@ -3,11 +3,14 @@
 //! one log event per round trip with secrets redacted.
 
 pub mod error;
+pub mod properties;
 pub mod redact;
 pub mod soap;
 pub mod tls;
+pub mod vm;
 pub mod xml;
 
 pub use error::{ErrorKind, VSphereError};
+pub use properties::ObjectContent;
 pub use soap::{About, Credentials, MoRef, VCenter};
 pub use tls::Trust;

@@ -33,11 +33,13 @@ impl MoRef {
         }
     }
 
-    fn from_element(element: &Element) -> Option<MoRef> {
+    /// A reference read from an element with a `type` attribute.
+    pub fn from_element(element: &Element) -> Option<MoRef> {
         Some(MoRef::new(element.attribute("type")?, element.text.trim()))
     }
 
-    fn to_xml(&self, element: &str) -> String {
+    /// The reference as `<element type="Kind">value</element>`.
+    pub fn to_xml(&self, element: &str) -> String {
         format!(
             r#"<{element} type="{}">{}</{element}>"#,
             xml::escape(&self.kind),
@@ -101,6 +103,8 @@ struct ServiceContent {
     root_folder: MoRef,
     session_manager: MoRef,
     search_index: MoRef,
+    property_collector: MoRef,
+    view_manager: MoRef,
 }
 
 /// A logged-in connection to one vCenter.
@@ -165,6 +169,8 @@ impl VCenter {
                 root_folder: MoRef::new("Folder", ""),
                 session_manager: MoRef::new("SessionManager", "SessionManager"),
                 search_index: MoRef::new("SearchIndex", "SearchIndex"),
+                property_collector: MoRef::new("PropertyCollector", "propertyCollector"),
+                view_manager: MoRef::new("ViewManager", "ViewManager"),
             },
             cookie: tokio::sync::RwLock::new(None),
             redactor: std::sync::RwLock::new(redactor),
@@ -187,6 +193,14 @@ impl VCenter {
     /// The root folder of the inventory.
     pub fn root_folder(&self) -> &MoRef {
         &self.content.root_folder
+    }
+
+    pub(crate) fn property_collector(&self) -> &MoRef {
+        &self.content.property_collector
+    }
+
+    pub(crate) fn view_manager(&self) -> &MoRef {
+        &self.content.view_manager
     }
 
     async fn retrieve_service_content(&self) -> Result<ServiceContent, VSphereError> {
@@ -220,6 +234,8 @@ impl VCenter {
             root_folder: moref("rootFolder")?,
             session_manager: moref("sessionManager")?,
             search_index: moref("searchIndex")?,
+            property_collector: moref("propertyCollector")?,
+            view_manager: moref("viewManager")?,
         })
     }
 
@@ -402,7 +418,8 @@ impl VCenter {
         Ok(body.clone())
     }
 
-    fn error(&self, method: &str, object: Option<&MoRef>, kind: ErrorKind) -> VSphereError {
+    /// An error about `method` on `object` of this vCenter.
+    pub fn error(&self, method: &str, object: Option<&MoRef>, kind: ErrorKind) -> VSphereError {
         VSphereError {
             vcenter: self.server.clone(),
             method: method.to_owned(),
@@ -462,7 +479,15 @@ fn fault_kind(fault: &Element) -> ErrorKind {
         .unwrap_or_default()
         .trim()
         .to_owned();
-    let detail = fault.child("detail").and_then(|d| d.children.first());
+    method_fault_kind(
+        fault.child("detail").and_then(|d| d.children.first()),
+        message,
+    )
+}
+
+/// The kind of a vSphere `MethodFault` element (a SOAP fault's detail, or a
+/// task's `info.error.fault`), with `message` for faults without a kind.
+pub(crate) fn method_fault_kind(detail: Option<&Element>, message: String) -> ErrorKind {
     let name = detail
         .and_then(|d| {
             d.xsi_type
@@ -508,5 +533,6 @@ fn fault_name(kind: &ErrorKind) -> String {
         ErrorKind::Http { status } => format!("http-{status}"),
         ErrorKind::Xml(_) => "xml-error".into(),
         ErrorKind::Unexpected(_) => "unexpected-answer".into(),
+        ErrorKind::TaskTimeout { .. } => "task-timeout".into(),
     }
 }
