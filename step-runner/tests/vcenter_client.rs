@@ -368,3 +368,78 @@ async fn vm_tasks_succeed_fail_and_are_verified() {
     let gone = vcenter.destroy(&vm).await.unwrap_err();
     assert_eq!(gone.kind, ErrorKind::ManagedObjectNotFound, "{gone}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn region_and_zone_tags_over_the_vapi() {
+    use vmi_step_runner::vsphere::tagging::{Cardinality, Flavor};
+    let sim = simulator("tags", "pw-tags-5531");
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let vcenter = connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), "pw-tags-5531")
+        .await
+        .unwrap();
+    let tagging = vcenter.tagging().await.unwrap();
+    assert_eq!(
+        tagging.flavor(),
+        Flavor::Rest,
+        "vcsim serves only /rest; /api was probed first"
+    );
+
+    assert_eq!(
+        tagging.find_category("openshift-region").await.unwrap(),
+        None
+    );
+    let region = tagging
+        .create_category("openshift-region", Cardinality::Single, &["Datacenter"])
+        .await
+        .unwrap();
+    let found = tagging
+        .find_category("openshift-region")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.id.as_str(), found.cardinality.as_str()),
+        (region.as_str(), "SINGLE")
+    );
+    assert_eq!(found.associable_types, ["Datacenter"]);
+    let again = tagging
+        .create_category("openshift-region", Cardinality::Single, &["Datacenter"])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again.kind, ErrorKind::DuplicateName { .. }),
+        "{again}"
+    );
+
+    let tag = tagging.create_tag(&region, "us-east").await.unwrap();
+    let tags = tagging.tags_in(&region).await.unwrap();
+    assert_eq!(
+        tags.iter()
+            .map(|t| (t.id.as_str(), t.name.as_str()))
+            .collect::<Vec<_>>(),
+        [(tag.as_str(), "us-east")]
+    );
+
+    let datacenter = vcenter
+        .find_by_inventory_path("/datacenter-a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(tagging.attached_tags(&datacenter).await.unwrap().is_empty());
+    tagging.attach(&tag, &datacenter).await.unwrap();
+    assert_eq!(
+        tagging.attached_tags(&datacenter).await.unwrap(),
+        [tag.clone()]
+    );
+    // govc, a second client, sees the same attachment.
+    assert!(
+        sim.govc(&["tags.attached.ls", "-r", "/datacenter-a"])
+            .unwrap()
+            .contains("us-east")
+    );
+
+    let text = logs.text();
+    assert!(text.contains("vAPI call"), "{text}");
+    assert!(!text.contains("pw-tags-5531"), "the password leaked");
+}

@@ -6,6 +6,7 @@ pub mod error;
 pub mod properties;
 pub mod redact;
 pub mod soap;
+pub mod tagging;
 pub mod tls;
 pub mod vm;
 pub mod xml;

@@ -195,6 +195,26 @@ impl VCenter {
         &self.content.root_folder
     }
 
+    /// The HTTP client (with this vCenter's TLS trust) for its other APIs.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// `https://server[:port]`, the base of this vCenter's REST APIs.
+    pub(crate) fn base_url(&self) -> &str {
+        self.url.trim_end_matches("/sdk")
+    }
+
+    /// The credentials, for the REST session.
+    pub(crate) fn credentials(&self) -> (&str, &str) {
+        (&self.credentials.username, &self.credentials.password)
+    }
+
+    /// A copy of the redactor, for other APIs of this vCenter.
+    pub(crate) fn redactor(&self) -> Redactor {
+        self.redactor.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
     pub(crate) fn property_collector(&self) -> &MoRef {
         &self.content.property_collector
     }
