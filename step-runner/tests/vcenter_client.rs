@@ -428,10 +428,7 @@ async fn region_and_zone_tags_over_the_vapi() {
         .unwrap();
     assert!(tagging.attached_tags(&datacenter).await.unwrap().is_empty());
     tagging.attach(&tag, &datacenter).await.unwrap();
-    assert_eq!(
-        tagging.attached_tags(&datacenter).await.unwrap(),
-        [tag.clone()]
-    );
+    assert_eq!(tagging.attached_tags(&datacenter).await.unwrap(), vec![tag]);
     // govc, a second client, sees the same attachment.
     assert!(
         sim.govc(&["tags.attached.ls", "-r", "/datacenter-a"])
