@@ -440,3 +440,26 @@ async fn region_and_zone_tags_over_the_vapi() {
     assert!(text.contains("vAPI call"), "{text}");
     assert!(!text.contains("pw-tags-5531"), "the password leaked");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn privileges_are_asked_for_the_user_on_an_entity() {
+    let sim = simulator("privileges", "pw-priv");
+    let vcenter = connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), "pw-priv")
+        .await
+        .unwrap();
+    let folder = vcenter
+        .find_by_inventory_path("/datacenter-a/vm")
+        .await
+        .unwrap()
+        .unwrap();
+    // vcsim grants every privilege; the request must still be one it understands.
+    let missing = vcenter
+        .missing_privileges(
+            &folder,
+            &sim.username,
+            &["Folder.Create", "VirtualMachine.Inventory.Create"],
+        )
+        .await
+        .unwrap();
+    assert!(missing.is_empty(), "{missing:?}");
+}

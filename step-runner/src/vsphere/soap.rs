@@ -105,6 +105,7 @@ struct ServiceContent {
     search_index: MoRef,
     property_collector: MoRef,
     view_manager: MoRef,
+    authorization_manager: MoRef,
 }
 
 /// A logged-in connection to one vCenter.
@@ -171,6 +172,7 @@ impl VCenter {
                 search_index: MoRef::new("SearchIndex", "SearchIndex"),
                 property_collector: MoRef::new("PropertyCollector", "propertyCollector"),
                 view_manager: MoRef::new("ViewManager", "ViewManager"),
+                authorization_manager: MoRef::new("AuthorizationManager", "AuthorizationManager"),
             },
             cookie: tokio::sync::RwLock::new(None),
             redactor: std::sync::RwLock::new(redactor),
@@ -256,6 +258,7 @@ impl VCenter {
             search_index: moref("searchIndex")?,
             property_collector: moref("propertyCollector")?,
             view_manager: moref("viewManager")?,
+            authorization_manager: moref("authorizationManager")?,
         })
     }
 
@@ -460,6 +463,30 @@ impl VCenter {
         Ok(MoRef::from_element(&returnval).filter(|m| !m.value.is_empty()))
     }
 
+    /// The privileges of `privileges` that `user` lacks on `entity` (empty
+    /// when every one is granted), from `HasUserPrivilegeOnEntities`.
+    pub async fn missing_privileges(
+        &self,
+        entity: &MoRef,
+        user: &str,
+        privileges: &[&str],
+    ) -> Result<Vec<String>, VSphereError> {
+        let ids: String = privileges
+            .iter()
+            .map(|p| format!("<privId>{}</privId>", xml::escape(p)))
+            .collect();
+        let args = format!(
+            "{}<userName>{}</userName>{ids}",
+            entity.to_xml("entities"),
+            xml::escape(user)
+        );
+        let this = self.content.authorization_manager.clone();
+        let response = self
+            .call("HasUserPrivilegeOnEntities", &this, &args)
+            .await?;
+        Ok(not_granted(&response, privileges))
+    }
+
     /// Creates folder `name` in `parent` and returns it. An existing folder of
     /// that name is a `DuplicateName` error naming it.
     pub async fn create_folder(&self, parent: &MoRef, name: &str) -> Result<MoRef, VSphereError> {
@@ -473,6 +500,21 @@ impl VCenter {
             )
         })
     }
+}
+
+/// The asked privileges an `EntityPrivilege` answer does not grant; one that
+/// is missing from the answer counts as not granted.
+fn not_granted(entity_privilege: &Element, asked: &[&str]) -> Vec<String> {
+    let granted: Vec<&str> = entity_privilege
+        .children_named("privAvailability")
+        .filter(|p| p.child_text("isGranted") == Some("true"))
+        .filter_map(|p| p.child_text("privId"))
+        .collect();
+    asked
+        .iter()
+        .filter(|p| !granted.contains(p))
+        .map(|p| (*p).to_owned())
+        .collect()
 }
 
 fn transport_kind(err: &reqwest::Error) -> ErrorKind {
@@ -554,5 +596,29 @@ fn fault_name(kind: &ErrorKind) -> String {
         ErrorKind::Xml(_) => "xml-error".into(),
         ErrorKind::Unexpected(_) => "unexpected-answer".into(),
         ErrorKind::TaskTimeout { .. } => "task-timeout".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape vCenter answers `HasUserPrivilegeOnEntities` with when a
+    /// privilege is denied (vcsim grants everything, so it cannot show this).
+    #[test]
+    fn denied_and_absent_privileges_are_missing() {
+        let answer = xml::parse(
+            r#"<returnval><entity type="Folder">group-v3</entity><privAvailability><privId>Folder.Create</privId><isGranted>true</isGranted></privAvailability><privAvailability><privId>VirtualMachine.Inventory.Create</privId><isGranted>false</isGranted></privAvailability></returnval>"#,
+        )
+        .unwrap();
+        let asked = [
+            "Folder.Create",
+            "VirtualMachine.Inventory.Create",
+            "Datastore.AllocateSpace",
+        ];
+        assert_eq!(
+            not_granted(&answer, &asked),
+            ["VirtualMachine.Inventory.Create", "Datastore.AllocateSpace"]
+        );
     }
 }
