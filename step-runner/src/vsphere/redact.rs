@@ -3,8 +3,10 @@
 
 const REDACTED: &str = "[redacted]";
 
-/// Element names whose text is always secret in a SOAP body.
-const SECRET_ELEMENTS: [&str; 3] = ["password", "sessionId", "sslThumbprintPassword"];
+/// Element names whose text is always secret in a SOAP body: passwords
+/// (Login, ServiceLocatorNamePassword) and session ids
+/// (SessionManager.SessionIsActive).
+const SECRET_ELEMENTS: [&str; 2] = ["password", "sessionID"];
 
 /// Replaces known secret values and the text of secret elements.
 #[derive(Clone, Default)]
@@ -111,6 +113,15 @@ mod tests {
         assert_eq!(
             out,
             "a [redacted] b [redacted] c vmware_soap_session=\"[redacted]\""
+        );
+    }
+
+    #[test]
+    fn session_ids_are_redacted() {
+        let body = "<SessionIsActive><sessionID>52b5-secret</sessionID><userName>admin</userName></SessionIsActive>";
+        assert_eq!(
+            Redactor::default().redact(body),
+            "<SessionIsActive><sessionID>[redacted]</sessionID><userName>admin</userName></SessionIsActive>"
         );
     }
 

@@ -50,17 +50,6 @@ impl Element {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
-
-    /// The first element named `name` anywhere below this one (depth first).
-    pub fn find(&self, name: &str) -> Option<&Element> {
-        self.children.iter().find_map(|c| {
-            if c.name == name {
-                Some(c)
-            } else {
-                c.find(name)
-            }
-        })
-    }
 }
 
 /// Why a document could not be read.
