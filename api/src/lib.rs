@@ -9,13 +9,14 @@
 #![warn(missing_docs)]
 
 pub mod crd;
+pub mod labels;
 pub mod migration;
 pub mod pipeline;
 pub mod step;
 pub mod topology;
 
 pub use migration::{
-    MigrationState, Phase, StepState, VSphereMigrationInfra, VSphereMigrationInfraSpec,
+    MigrationState, Phase, StepState, StepStatus, UndoStatus, VSphereMigrationInfra, VSphereMigrationInfraSpec,
     VSphereMigrationInfraStatus,
 };
 pub use pipeline::{Pipeline, PipelineError, StepDefinition};

@@ -346,6 +346,51 @@ pub struct StepStatus {
     /// Why the step failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<StepFailure>,
+    /// The undo of this step, once a rollback has started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<UndoStatus>,
+}
+
+impl StepStatus {
+    /// A fresh entry for attempt `attempt` of a step run by Job `job_name`.
+    pub fn started(index: i32, name: &str, job_name: &str, attempt: i32) -> StepStatus {
+        StepStatus {
+            index,
+            name: name.to_owned(),
+            job_name: job_name.to_owned(),
+            attempt,
+            state: StepState::Running,
+            started_at: None,
+            finished_at: None,
+            result: None,
+            changes: Vec::new(),
+            backups: Vec::new(),
+            failure: None,
+            undo: None,
+        }
+    }
+}
+
+/// One step's undo during a rollback: its own Job, attempts and outcome.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UndoStatus {
+    /// The Job that ran the latest attempt, e.g. `vmi-rollback-07-update-infra`.
+    pub job_name: String,
+    /// 1 for the first run; each deletion of the Job to retry adds one.
+    pub attempt: i32,
+    /// When the latest attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the latest attempt finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// One line saying what the undo restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// Why the undo failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<StepFailure>,
 }
 
 /// Where a step is.
@@ -363,6 +408,8 @@ pub enum StepState {
     RollingBack,
     /// Undone from its backup.
     RolledBack,
+    /// Its undo failed; see `undo.failure`.
+    RollbackFailed,
 }
 
 /// Why a step failed and where to read more.

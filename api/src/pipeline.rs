@@ -17,9 +17,12 @@ use crate::step::Step;
 /// The pipeline shipped with vmi, embedded so both binaries run the same one.
 pub const VCENTER_MIGRATION_YAML: &str = include_str!("../../pipelines/vcenter-migration.yaml");
 
-/// Shortest Job deadline a step may have: anything shorter cannot even pull
-/// an image and talk to a vCenter.
-pub const MIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Shortest Job deadline any step may have: a deadline must be positive.
+/// Test pipelines use a few seconds to prove timeouts.
+pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// Shortest Job deadline a step of the migration pipeline may have: anything
+/// shorter cannot even pull an image and talk to a vCenter.
+pub const MIN_MIGRATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest Job deadline a step may have (72 h): longer hides a hung step.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(72 * 3600);
 /// Most pod retries a step may have; steps are idempotent, but a step that
@@ -60,6 +63,11 @@ pub struct StepDefinition {
     /// Once this step has started, rollback is refused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub point_of_no_return: bool,
+    /// The step changes nothing, so it also runs while the vmi is
+    /// `Pending` (validate and plan only). Read-only steps at the start of
+    /// the pipeline form the plan.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
     /// Earlier steps whose recorded results this step reads.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<String>,
@@ -216,6 +224,24 @@ pub enum PipelineProblem {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A read-only step that claims to be reversible or a point of no return.
+    #[error("step {name:?} is read-only, so it cannot be {what}")]
+    BadReadOnly {
+        /// The step.
+        name: String,
+        /// `reversible` or `a point of no return`.
+        what: &'static str,
+    },
+    /// A migration step with a deadline too short to do any vCenter work.
+    #[error("step {name:?} timeoutSeconds {seconds} is below the {min} s a migration step needs")]
+    MigrationTimeoutTooShort {
+        /// The step.
+        name: String,
+        /// The timeout given.
+        seconds: u64,
+        /// Shortest allowed.
+        min: u64,
+    },
     /// The vCenter migration pipeline does not list exactly the steps vmi
     /// implements.
     #[error(
@@ -243,7 +269,7 @@ impl Pipeline {
     /// [`Step::ALL`] in order.
     pub fn migration_from_yaml(yaml: &str, source_name: &str) -> Result<Pipeline, PipelineError> {
         let pipeline = Pipeline::from_yaml(yaml, source_name)?;
-        let problems: Vec<_> = (0..pipeline.steps.len().max(Step::ALL.len()))
+        let mut problems: Vec<_> = (0..pipeline.steps.len().max(Step::ALL.len()))
             .filter_map(|i| {
                 let found = pipeline.steps.get(i).map(|s| s.name.as_str());
                 let expected = Step::ALL.get(i).map(|s| s.name());
@@ -254,6 +280,17 @@ impl Pipeline {
                 })
             })
             .collect();
+        problems.extend(
+            pipeline
+                .steps
+                .iter()
+                .filter(|s| s.timeout() < MIN_MIGRATION_TIMEOUT)
+                .map(|s| PipelineProblem::MigrationTimeoutTooShort {
+                    name: s.name.clone(),
+                    seconds: s.timeout_seconds,
+                    min: MIN_MIGRATION_TIMEOUT.as_secs(),
+                }),
+        );
         if problems.is_empty() {
             Ok(pipeline)
         } else {
@@ -289,6 +326,12 @@ impl Pipeline {
     /// The step with this name.
     pub fn step(&self, name: &str) -> Option<&StepDefinition> {
         self.steps.iter().find(|s| s.name == name)
+    }
+
+    /// The steps that run while a vmi is `Pending`: the read-only steps at
+    /// the start of the pipeline (the plan).
+    pub fn planning_steps(&self) -> usize {
+        self.steps.iter().take_while(|s| s.read_only).count()
     }
 
     /// The step as shown in `status.currentStep` and the `Step` printer
@@ -363,6 +406,18 @@ fn problems_of(file: &PipelineFile) -> Vec<PipelineProblem> {
                     need: need.clone(),
                 });
             }
+        }
+        if step.read_only && step.reversible {
+            problems.push(PipelineProblem::BadReadOnly {
+                name: step.name.clone(),
+                what: "reversible",
+            });
+        }
+        if step.read_only && step.point_of_no_return {
+            problems.push(PipelineProblem::BadReadOnly {
+                name: step.name.clone(),
+                what: "a point of no return",
+            });
         }
         if step.point_of_no_return {
             if step.reversible {

@@ -105,11 +105,14 @@ fn indexes_must_count_from_zero_without_gaps() {
 
 #[test]
 fn timeouts_must_be_sane() {
-    let too_short = two_steps("", "").replace("timeoutSeconds: 60", "timeoutSeconds: 5");
+    let too_short = two_steps("", "").replace("timeoutSeconds: 60", "timeoutSeconds: 0");
     assert!(matches!(
         problems(&too_short)[..],
-        [PipelineProblem::TimeoutOutOfRange { seconds: 5, .. }]
+        [PipelineProblem::TimeoutOutOfRange { seconds: 0, .. }]
     ));
+    // A test pipeline may use a few seconds; the migration pipeline may not.
+    let short = two_steps("", "").replace("timeoutSeconds: 60", "timeoutSeconds: 5");
+    assert!(Pipeline::from_yaml(&short, "test.yaml").is_ok());
     let too_long = two_steps("", "").replace("timeoutSeconds: 120", "timeoutSeconds: 999999");
     assert!(matches!(
         problems(&too_long)[..],
@@ -181,7 +184,7 @@ fn one_irreversible_point_of_no_return_at_most() {
 #[test]
 fn every_problem_is_reported_at_once() {
     let yaml = two_steps("", "")
-        .replace("timeoutSeconds: 60", "timeoutSeconds: 1")
+        .replace("timeoutSeconds: 60", "timeoutSeconds: 0")
         .replace("retries: 1", "retries: 11")
         .replace("description: sleeps", "description: ' '");
     assert_eq!(problems(&yaml).len(), 3, "{:?}", problems(&yaml));
@@ -224,5 +227,40 @@ fn the_error_lists_problems_one_per_line() {
     assert_eq!(
         message,
         "pipeline t.yaml is invalid:\n  - step \"sleep\" retries 12 is more than 10\n  - step \"succeed\" retries 13 is more than 10"
+    );
+}
+
+#[test]
+fn the_plan_is_the_read_only_prefix() {
+    let pipeline = Pipeline::vcenter_migration().unwrap();
+    assert!(pipeline.steps[0].read_only, "preflight changes nothing");
+    assert_eq!(pipeline.planning_steps(), 1);
+    assert!(pipeline.steps[1..].iter().all(|s| !s.read_only));
+}
+
+#[test]
+fn a_read_only_step_cannot_be_undone_or_final() {
+    let yaml = two_steps("", ", readOnly: true");
+    assert_eq!(
+        problems(&yaml),
+        [PipelineProblem::BadReadOnly {
+            name: "succeed".into(),
+            what: "reversible"
+        }]
+    );
+}
+
+#[test]
+fn a_migration_step_needs_at_least_a_minute() {
+    let shipped = vmi_api::pipeline::VCENTER_MIGRATION_YAML.replacen(
+        "timeoutSeconds: 900",
+        "timeoutSeconds: 5",
+        1,
+    );
+    let err = Pipeline::migration_from_yaml(&shipped, "tuned.yaml").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("step \"preflight\" timeoutSeconds 5 is below the 60 s"),
+        "{err}"
     );
 }
