@@ -16,8 +16,8 @@ pub mod step;
 pub mod topology;
 
 pub use migration::{
-    MigrationState, Phase, StepState, StepStatus, UndoStatus, VSphereMigrationInfra, VSphereMigrationInfraSpec,
-    VSphereMigrationInfraStatus,
+    MigrationState, Phase, StepState, StepStatus, UndoStatus, VSphereMigrationInfra,
+    VSphereMigrationInfraSpec, VSphereMigrationInfraStatus,
 };
 pub use pipeline::{Pipeline, PipelineError, StepDefinition};
 pub use step::Step;

@@ -1,0 +1,13 @@
+//! The vmi orchestrator: turns one `VSphereMigrationInfra` into a sequence
+//! of Kubernetes Jobs, one per step, and keeps the history in its status.
+//!
+//! It never talks to vCenter (DESIGN §2). [`decide`] holds every decision
+//! without I/O; [`reconcile`] reads the vmi and its Jobs, applies a decision
+//! and publishes its events; [`leader`] makes sure only one replica acts.
+
+#![warn(missing_docs)]
+
+pub mod conditions;
+pub mod decide;
+pub mod job;
+pub mod observed;
