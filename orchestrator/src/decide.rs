@@ -607,8 +607,11 @@ fn failed_outcome(
     let message = format!(
         "{what} {label} failed (attempt {}): {cause}. Read the log: {logs}. \
          Fix the cause, then retry by deleting the Job: oc delete job -n {} {job}",
-        undo.then(|| entry.undo.as_ref().map_or(1, |u| u.attempt))
-            .unwrap_or(entry.attempt),
+        if undo {
+            entry.undo.as_ref().map_or(1, |u| u.attempt)
+        } else {
+            entry.attempt
+        },
         ctx.ns
     );
     Outcome {
