@@ -10,4 +10,9 @@
 pub mod conditions;
 pub mod decide;
 pub mod job;
+pub mod leader;
+pub mod metrics;
 pub mod observed;
+pub mod reconcile;
+pub mod run;
+pub mod server;
