@@ -60,6 +60,10 @@ pub struct Note {
     pub reason: &'static str,
     /// What happened, naming the step and Job.
     pub message: String,
+    /// What the event is about (a Job and attempt, or the migration at a
+    /// step): events with the same reason and subject count as one series,
+    /// so distinct happenings need distinct subjects.
+    pub subject: String,
 }
 
 /// What to do.
@@ -96,9 +100,7 @@ pub fn decide(observed: &Observed<'_>) -> Decision {
 
     let mut create = None;
     let mut blocked = false;
-    let outcome = if let Some(foreign) = observed.foreign_jobs.first() {
-        job_conflict(&ctx, &status, foreign)
-    } else if matches!(old.phase, Some(Phase::Succeeded | Phase::RolledBack)) {
+    let outcome = if matches!(old.phase, Some(Phase::Succeeded | Phase::RolledBack)) {
         finished(&ctx, &status, old.phase)
     } else if let (Some(holder), false) = (&observed.blocked_by, has_started(&status)) {
         blocked = true;
@@ -115,6 +117,8 @@ pub fn decide(observed: &Observed<'_>) -> Decision {
             ),
             degraded: None,
         }
+    } else if let Some(foreign) = observed.foreign_jobs.first() {
+        job_conflict(&ctx, &status, foreign)
     } else if vmi.spec.state == MigrationState::Rollback || rollback_started(&status) {
         rollback(&ctx, &mut status, &mut create)
     } else {
@@ -233,6 +237,7 @@ fn sync_step(
                 let took = duration_text(entry.started_at.as_ref(), entry.finished_at.as_ref());
                 notes.push(Note {
                     warning: false,
+                    subject: format!("{}#{}", job.name, entry.attempt),
                     reason: "StepSucceeded",
                     message: format!(
                         "Step {label} succeeded{took}: {}",
@@ -245,6 +250,7 @@ fn sync_step(
                     .or_else(|| Some(ctx.observed.now.clone()));
                 notes.push(Note {
                     warning: false,
+                    subject: format!("{}#{}", job.name, entry.attempt),
                     reason: "StepSkipped",
                     message: format!(
                         "Step {label} skipped: {}",
@@ -269,6 +275,7 @@ fn sync_step(
                 });
                 notes.push(Note {
                     warning: true,
+                    subject: format!("{}#{}", job.name, entry.attempt),
                     reason: "StepFailed",
                     message: format!("Step {label} failed: {cause}. Job {}", job.name),
                 });
@@ -322,6 +329,7 @@ fn sync_undo(
                     .or_else(|| Some(ctx.observed.now.clone()));
                 notes.push(Note {
                     warning: false,
+                    subject: format!("{}#{}", job.name, undo.attempt),
                     reason: "UndoSucceeded",
                     message: format!(
                         "Step {label} undone: {}",
@@ -346,6 +354,7 @@ fn sync_undo(
                 });
                 notes.push(Note {
                     warning: true,
+                    subject: format!("{}#{}", job.name, undo.attempt),
                     reason: "UndoFailed",
                     message: format!("Undo of step {label} failed: {cause}. Job {}", job.name),
                 });
@@ -411,9 +420,9 @@ fn job_conflict(ctx: &Context<'_>, status: &VSphereMigrationInfraStatus, job: &s
             true,
             "JobConflict",
             format!(
-                "Job {}/{job} exists but does not belong to this vmi (another vmi in the namespace, \
-                 or created by hand). Nothing starts until it is gone: read it, then \
-                 oc delete job -n {} {job}",
+                "Job {}/{job} exists but does not belong to this vmi: an earlier vmi in this \
+                 namespace owns it (delete that vmi; its Jobs go with it), or it was created by \
+                 hand. Nothing starts until the name is free: oc delete job -n {} {job}",
                 ctx.ns, ctx.ns
             ),
         )),
@@ -841,6 +850,7 @@ fn apply_outcome(
                 "RollbackRefused"
             },
             message: degraded.message.clone(),
+            subject: status.current_step.clone().unwrap_or_default(),
         });
     }
     if old.phase != Some(outcome.phase) {
@@ -861,6 +871,10 @@ fn apply_outcome(
                 warning,
                 reason,
                 message: outcome.progressing.message.clone(),
+                subject: format!(
+                    "{reason} {}",
+                    status.current_step.as_deref().unwrap_or_default()
+                ),
             });
         }
     }
@@ -881,6 +895,7 @@ fn start_note(ctx: &Context<'_>, request: &JobRequest) -> Note {
             "{what} {label} (attempt {}): Job {}",
             request.attempt, request.name
         ),
+        subject: format!("{}#{}", request.name, request.attempt),
     }
 }
 

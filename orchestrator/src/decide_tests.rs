@@ -575,3 +575,14 @@ fn a_step_that_skipped_itself_is_recorded_as_skipped() {
     assert_eq!(reasons(&decision), ["StepSkipped", "StepStarted"]);
     assert_eq!(world.entry(0).state, StepState::Skipped);
 }
+
+#[test]
+fn the_holders_jobs_do_not_count_as_a_conflict_while_waiting() {
+    let mut world = World::new(MigrationState::Running);
+    world.blocked_by = Some("ns/first (phase Running)".into());
+    world.foreign = vec!["vmi-step-00-preflight".into()];
+    let decision = world.step();
+    assert!(decision.blocked);
+    assert_eq!(reasons(&decision), ["Blocked"]);
+    assert!(!conditions::is_true(&world.status().conditions, DEGRADED));
+}

@@ -245,6 +245,7 @@ mod tests {
             warning: true,
             reason: "StepFailed",
             message: "Step 3/17 backup-cpms failed: no CPMS. Job vmi-step-03-backup-cpms".into(),
+            subject: "vmi-step-03-backup-cpms#1".into(),
         };
         metrics.observe("ns/move", &pipeline, &status, &[failed]);
         metrics.job_created("backup-cpms", false, 2);

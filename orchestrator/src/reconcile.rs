@@ -310,7 +310,11 @@ async fn publish(ctx: &Context, vmi: &VSphereMigrationInfra, notes: &[Note]) {
             },
             reason: note.reason.to_owned(),
             note: Some(message),
-            action: "Reconcile".to_owned(),
+            action: if note.subject.is_empty() {
+                "Migration".to_owned()
+            } else {
+                note.subject.chars().take(128).collect()
+            },
             secondary: None,
         };
         if let Err(err) = ctx.recorder.publish(&event, &reference).await {

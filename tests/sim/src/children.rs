@@ -90,8 +90,27 @@ impl Process {
 }
 
 /// Starts `command` with its output in `log`, tied to this process's life.
-pub fn spawn(name: &str, mut command: Command, log: &Path) -> Result<Process, SimError> {
-    let out = std::fs::File::create(log)
+pub fn spawn(name: &str, command: Command, log: &Path) -> Result<Process, SimError> {
+    let child = spawn_waitable(name, command, log)?;
+    let process = Process {
+        name: name.to_owned(),
+        pid: child.id(),
+        log: log.to_owned(),
+    };
+    if let Ok(mut registry) = REGISTRY.lock() {
+        registry.children.push((name.to_owned(), child));
+    }
+    Ok(process)
+}
+
+/// Starts `command` like [`spawn`] (output in `log`, killed when this
+/// process dies) but hands the child to the caller, who waits for it: for
+/// short-lived processes such as the step pods the kubelet stand-in runs.
+pub fn spawn_waitable(name: &str, mut command: Command, log: &Path) -> Result<Child, SimError> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
         .map_err(|e| SimError::Setup(format!("cannot create {}: {e}", log.display())))?;
     let err = out
         .try_clone()
@@ -112,19 +131,10 @@ pub fn spawn(name: &str, mut command: Command, log: &Path) -> Result<Process, Si
         .map_err(|_| SimError::Setup("the spawner lock is poisoned".into()))?
         .send(Request { command, reply })
         .map_err(|_| SimError::Setup("the spawner thread is gone".into()))?;
-    let child = answer
+    answer
         .recv()
         .map_err(|_| SimError::Setup("the spawner thread is gone".into()))?
-        .map_err(|e| SimError::Setup(format!("cannot start {name}: {e}")))?;
-    let process = Process {
-        name: name.to_owned(),
-        pid: child.id(),
-        log: log.to_owned(),
-    };
-    if let Ok(mut registry) = REGISTRY.lock() {
-        registry.children.push((name.to_owned(), child));
-    }
-    Ok(process)
+        .map_err(|e| SimError::Setup(format!("cannot start {name}: {e}")))
 }
 
 /// The prefix of every temporary directory of the simulated cluster; the

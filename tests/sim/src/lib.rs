@@ -11,12 +11,16 @@ pub mod children;
 pub mod control_plane;
 pub mod crds;
 pub mod inventory;
+pub mod kubelet;
 pub mod pki;
 pub mod seed;
+pub mod test_steps;
 pub mod tools;
 pub mod vcsim;
 
 pub use control_plane::ControlPlane;
+pub use kubelet::Kubelet;
+pub use test_steps::TestSteps;
 pub use tools::Tools;
 
 /// Why the simulated cluster could not do something.
