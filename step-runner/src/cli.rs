@@ -57,7 +57,14 @@ pub fn command(pipeline: &Pipeline) -> Command {
             .step(step.name())
             .map(|s| s.description.clone())
             .unwrap_or_default();
-        command = command.subcommand(with_target_args(Command::new(step.name()).about(about)));
+        command = command.subcommand(with_target_args(
+            Command::new(step.name()).about(about).arg(
+                Arg::new("undo")
+                    .long("undo")
+                    .action(ArgAction::SetTrue)
+                    .help("Undo the step from the backup it took (what a rollback Job runs)"),
+            ),
+        ));
     }
     command.subcommand(with_target_args(
         Command::new("plan")
@@ -100,6 +107,7 @@ pub fn invocation(matches: &ArgMatches) -> Option<Invocation> {
         "plan" => Action::Plan {
             output: *sub.get_one::<PlanOutput>("output")?,
         },
+        step if sub.get_flag("undo") => Action::Undo(step.parse().ok()?),
         step => Action::Step(step.parse().ok()?),
     };
     Some(Invocation {
@@ -154,6 +162,13 @@ mod tests {
         assert_eq!(invocation.vmi.to_string(), "vmi-system/m1");
         assert_eq!(invocation.kubeconfig, Some(PathBuf::from("/tmp/kc")));
         assert_eq!(invocation.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn undo_is_a_flag_of_every_step() {
+        let invocation = parse(&["vmi-step", "create-tags", "--vmi", "ns/m", "--undo"]).unwrap();
+        assert_eq!(invocation.action, Action::Undo(Step::CreateTags));
+        assert!(parse(&["vmi-step", "plan", "--vmi", "ns/m", "--undo"]).is_err());
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub enum RunError {
     /// The step exists in the pipeline but has no implementation yet.
     #[error("step {0} is not implemented yet")]
     NotImplemented(&'static str),
+    /// The step's undo has no implementation yet.
+    #[error("the undo of step {0} is not implemented yet")]
+    UndoNotImplemented(&'static str),
 }
 
 /// What `vmi-step` was asked to do.
@@ -27,6 +30,8 @@ pub enum RunError {
 pub enum Action {
     /// Run one pipeline step.
     Step(Step),
+    /// Undo one pipeline step from its backup (a rollback Job).
+    Undo(Step),
     /// Print what the whole migration would change, changing nothing.
     Plan {
         /// How to print the plan.
@@ -38,6 +43,7 @@ pub enum Action {
 pub fn run(invocation: &cli::Invocation) -> Result<(), RunError> {
     match invocation.action {
         Action::Step(step) => Err(RunError::NotImplemented(step.name())),
+        Action::Undo(step) => Err(RunError::UndoNotImplemented(step.name())),
         Action::Plan { .. } => Err(RunError::NotImplemented("plan")),
     }
 }
