@@ -1,0 +1,159 @@
+//! The orchestrator survives what production does to it: two replicas
+//! never run a step twice, and killing the process at random moments never
+//! repeats or loses a step.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use support::{Rig, http_get, pipeline};
+use vmi_api::{Phase, labels};
+
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn ten_steps() -> String {
+    let names = [
+        "preflight",
+        "disable-cvo",
+        "allow-multi-vcenter",
+        "backup-cpms",
+        "update-secrets",
+        "create-tags",
+        "create-folder",
+        "update-infra",
+        "update-cloud-config",
+        "restart-pods",
+    ];
+    let steps: Vec<(&str, &str)> = names.iter().map(|n| (*n, "")).collect();
+    pipeline(&steps)
+}
+
+/// Every step ran exactly once, as attempt 1, and has exactly one Job.
+async fn assert_each_step_ran_once(rig: &Rig, steps: usize) {
+    let runs = rig.steps.runs();
+    let mut per_step: BTreeMap<&str, usize> = BTreeMap::new();
+    for run in &runs {
+        *per_step.entry(run.step.as_str()).or_default() += 1;
+        assert_eq!(run.attempt, 1, "{runs:?}");
+    }
+    assert_eq!(per_step.len(), steps, "{runs:?}");
+    assert!(
+        per_step.values().all(|n| *n == 1),
+        "a step ran twice: {runs:?}"
+    );
+    assert_eq!(rig.jobs().await.len(), steps);
+}
+
+/// A small deterministic generator, seeded from the clock and printed, so a
+/// failing run can be repeated with VMI_TEST_SEED.
+struct Random(u64);
+
+impl Random {
+    fn new() -> Random {
+        let seed = std::env::var("VMI_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(7)
+            });
+        eprintln!("VMI_TEST_SEED={seed}");
+        Random(seed | 1)
+    }
+
+    /// A number in 0..bound.
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_orchestrator_at_random_moments_repeats_and_loses_nothing() {
+    let mut rig = Rig::new(&ten_steps()).await;
+    for step in ["disable-cvo", "backup-cpms", "create-tags", "update-infra"] {
+        rig.steps.set(step, false, "sleep 1").unwrap();
+    }
+    let mut random = Random::new();
+    rig.start_orchestrator("a");
+    rig.create_vmi("move", "Running", &[]).await;
+    let mut kills = 0;
+    let started = Instant::now();
+    while kills < 20 {
+        // Restarts keep the identity (as a StatefulSet pod would), so the
+        // new process renews the lease at once.
+        tokio::time::sleep(Duration::from_millis(100 + random.below(600))).await;
+        rig.kill_orchestrator("a");
+        kills += 1;
+        rig.start_orchestrator("a");
+        let done = rig
+            .vmis()
+            .get("move")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.phase)
+            == Some(Phase::Succeeded);
+        if done {
+            break;
+        }
+    }
+    rig.wait_for_phase("move", Phase::Succeeded, PATIENCE).await;
+    eprintln!(
+        "restart safety: {kills} kills over {:.1} s; every step ran once",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(kills >= 10, "the pipeline ended after only {kills} kills");
+    assert_each_step_ran_once(&rig, 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_never_run_a_step_twice_and_the_survivor_takes_over() {
+    let mut rig = Rig::new(&ten_steps()).await;
+    for step in [
+        "disable-cvo",
+        "backup-cpms",
+        "create-tags",
+        "update-infra",
+        "restart-pods",
+    ] {
+        rig.steps.set(step, false, "sleep 1").unwrap();
+    }
+    let port_a = rig.start_orchestrator("a");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let port_b = rig.start_orchestrator("b");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rig.create_vmi("move", "Running", &[]).await;
+    let leader = |port: u16| {
+        http_get(port, "/metrics")
+            .lines()
+            .any(|l| l == "vmi_leader 1")
+    };
+    assert!(leader(port_a), "a started first and leads");
+    assert!(!leader(port_b), "b waits");
+    // Let a few steps run, then crash the leader.
+    rig.wait_for("move", "three steps done", PATIENCE, |v| {
+        v.status.as_ref().is_some_and(|s| s.steps.len() >= 4)
+    })
+    .await;
+    rig.kill_orchestrator("a");
+    rig.wait_for_phase("move", Phase::Succeeded, PATIENCE).await;
+    assert!(leader(port_b), "b took over");
+    assert_each_step_ran_once(&rig, 10).await;
+    let creators: BTreeMap<String, usize> =
+        rig.jobs().await.iter().fold(BTreeMap::new(), |mut m, job| {
+            let by = job.metadata.annotations.as_ref().unwrap()[labels::CREATED_BY].clone();
+            *m.entry(by).or_default() += 1;
+            m
+        });
+    assert_eq!(
+        creators.len(),
+        2,
+        "both replicas created Jobs in turn: {creators:?}"
+    );
+}
