@@ -297,3 +297,14 @@ pub fn job_names(jobs: &[Job]) -> Vec<String> {
     names.sort();
     names
 }
+
+impl Rig {
+    /// The pid of the newest process of replica `identity`.
+    pub fn orchestrator_pid(&self, identity: &str) -> Option<u32> {
+        self.orchestrators
+            .iter()
+            .rev()
+            .find(|(id, p, _)| id == identity && p.is_running())
+            .map(|(_, p, _)| p.pid)
+    }
+}
