@@ -155,6 +155,27 @@ impl Context<'_> {
             .unwrap_or_default()
     }
 
+    /// What status records about a failed Job, and when it failed.
+    fn failure_record(
+        &self,
+        def: &StepDefinition,
+        job: &JobView,
+        failure: &JobFailure,
+        reported: &Option<StepFailure>,
+    ) -> (StepFailure, Option<Time>) {
+        let reported = reported.as_ref().map(|f| f.cause.clone());
+        let record = StepFailure {
+            cause: failure_cause(def, failure, reported),
+            last_log_lines: failure.log_tail.clone(),
+            logs_command: self.logs_command(&job.name, failure),
+        };
+        let finished_at = failure
+            .finished_at
+            .clone()
+            .or_else(|| Some(self.observed.now.clone()));
+        (record, finished_at)
+    }
+
     fn logs_command(&self, job: &str, failure: &JobFailure) -> String {
         match &failure.pod {
             Some(pod) => format!("oc logs -n {} {pod}", self.ns),
@@ -261,18 +282,11 @@ fn sync_step(
         }
         JobState::Failed(failure) => {
             if entry.state != StepState::Failed {
-                let reported = entry.failure.as_ref().map(|f| f.cause.clone());
-                let cause = failure_cause(def, failure, reported);
+                let (record, finished_at) = ctx.failure_record(def, job, failure, &entry.failure);
+                let cause = record.cause.clone();
                 entry.state = StepState::Failed;
-                entry.finished_at = failure
-                    .finished_at
-                    .clone()
-                    .or_else(|| Some(ctx.observed.now.clone()));
-                entry.failure = Some(StepFailure {
-                    cause: cause.clone(),
-                    last_log_lines: failure.log_tail.clone(),
-                    logs_command: ctx.logs_command(&job.name, failure),
-                });
+                entry.finished_at = finished_at;
+                entry.failure = Some(record);
                 notes.push(Note {
                     warning: true,
                     subject: format!("{}#{}", job.name, entry.attempt),
@@ -340,18 +354,11 @@ fn sync_undo(
         }
         JobState::Failed(failure) => {
             if entry.state != StepState::RollbackFailed {
-                let reported = undo.failure.as_ref().map(|f| f.cause.clone());
-                let cause = failure_cause(def, failure, reported);
+                let (record, finished_at) = ctx.failure_record(def, job, failure, &undo.failure);
+                let cause = record.cause.clone();
                 entry.state = StepState::RollbackFailed;
-                undo.finished_at = failure
-                    .finished_at
-                    .clone()
-                    .or_else(|| Some(ctx.observed.now.clone()));
-                undo.failure = Some(StepFailure {
-                    cause: cause.clone(),
-                    last_log_lines: failure.log_tail.clone(),
-                    logs_command: ctx.logs_command(&job.name, failure),
-                });
+                undo.finished_at = finished_at;
+                undo.failure = Some(record);
                 notes.push(Note {
                     warning: true,
                     subject: format!("{}#{}", job.name, undo.attempt),

@@ -344,12 +344,7 @@ impl Runner {
         if let Ok(mut state) = self.state.lock() {
             state.pids.insert(uid.clone(), child.id());
         }
-        let image = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.containers.first())
-            .and_then(|c| c.image.clone())
-            .unwrap_or_default();
+        let image = container_image(&pod);
         let container = container_name(&pod);
         let running = json!({"status": {
             "phase": "Running",
@@ -472,12 +467,7 @@ impl Runner {
         if !message.is_empty() {
             terminated["message"] = json!(message);
         }
-        let image = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.containers.first())
-            .and_then(|c| c.image.clone())
-            .unwrap_or_default();
+        let image = container_image(&pod);
         let status = json!({"status": {
             "phase": if code == 0 { "Succeeded" } else { "Failed" },
             "conditions": [
@@ -503,6 +493,14 @@ impl Runner {
             self.finish_deletion(name, uid).await;
         }
     }
+}
+
+fn container_image(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
 }
 
 fn container_name(pod: &Pod) -> String {
