@@ -463,3 +463,64 @@ async fn privileges_are_asked_for_the_user_on_an_entity() {
         .unwrap();
     assert!(missing.is_empty(), "{missing:?}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_task_is_reported_stuck_and_unregister_keeps_nothing_in_the_inventory() {
+    use std::time::Duration;
+    use vmi_step_runner::vsphere::vm::NewVm;
+    // vcsim finishes CreateVM_Task tasks (info.name CreateVm) after 2 s,
+    // without locking the folder meanwhile.
+    let sim = VCenterSim::start_with(
+        "slow",
+        "administrator",
+        "pw-slow",
+        &["-method-delay", "CreateVm:2000,LockHandoff:0"],
+    )
+    .unwrap();
+    Inventory::source("ocp-x7k2p").create_in(&sim).unwrap();
+    let mut vcenter = connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), "pw-slow")
+        .await
+        .unwrap();
+    let folder = vcenter
+        .find_by_inventory_path("/datacenter-a/vm/ocp-x7k2p")
+        .await
+        .unwrap()
+        .unwrap();
+    let pool = vcenter
+        .find_by_inventory_path("/datacenter-a/host/cluster-a/Resources")
+        .await
+        .unwrap()
+        .unwrap();
+    let new_vm = |name| NewVm {
+        name,
+        folder: &folder,
+        pool: &pool,
+        datastore: "datastore-a",
+        cpus: 1,
+        memory_mib: 128,
+    };
+    vcenter.set_task_limit(Duration::from_millis(500));
+    let stuck = vcenter.create_vm(&new_vm("vmi-slow")).await.unwrap_err();
+    assert!(
+        matches!(stuck.kind, ErrorKind::TaskTimeout { .. }),
+        "a task still running is never success: {stuck}"
+    );
+    let message = stuck.to_string();
+    assert!(
+        message.contains("CreateVM_Task") && message.contains(&sim.server),
+        "{message}"
+    );
+
+    vcenter.set_task_limit(vmi_step_runner::vsphere::DEFAULT_TASK_LIMIT);
+    let vm = vcenter.create_vm(&new_vm("vmi-unregister")).await.unwrap();
+    vcenter.unregister(&vm).await.unwrap();
+    assert_eq!(
+        vcenter
+            .find_by_inventory_path("/datacenter-a/vm/ocp-x7k2p/vmi-unregister")
+            .await
+            .unwrap(),
+        None
+    );
+    let again = vcenter.unregister(&vm).await.unwrap_err();
+    assert_eq!(again.kind, ErrorKind::ManagedObjectNotFound, "{again}");
+}

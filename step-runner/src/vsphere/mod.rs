@@ -13,5 +13,5 @@ pub mod xml;
 
 pub use error::{ErrorKind, VSphereError};
 pub use properties::ObjectContent;
-pub use soap::{About, Credentials, MoRef, VCenter};
+pub use soap::{About, Credentials, DEFAULT_TASK_LIMIT, MoRef, VCenter};
 pub use tls::Trust;

@@ -117,7 +117,12 @@ pub struct VCenter {
     content: ServiceContent,
     cookie: tokio::sync::RwLock<Option<String>>,
     redactor: std::sync::RwLock<Redactor>,
+    task_limit: Duration,
 }
+
+/// How long a vCenter task may run before vmi reports it as stuck, unless
+/// [`VCenter::set_task_limit`] says otherwise.
+pub const DEFAULT_TASK_LIMIT: Duration = Duration::from_secs(600);
 
 impl fmt::Debug for VCenter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -176,10 +181,22 @@ impl VCenter {
             },
             cookie: tokio::sync::RwLock::new(None),
             redactor: std::sync::RwLock::new(redactor),
+            task_limit: DEFAULT_TASK_LIMIT,
         };
         vcenter.content = vcenter.retrieve_service_content().await?;
         vcenter.login().await?;
         Ok(vcenter)
+    }
+
+    /// Sets how long a task may run before it is reported as stuck
+    /// ([`ErrorKind::TaskTimeout`]); a step sets it from its own deadline.
+    pub fn set_task_limit(&mut self, limit: Duration) {
+        self.task_limit = limit;
+    }
+
+    /// How long a task may run before it is reported as stuck.
+    pub fn task_limit(&self) -> Duration {
+        self.task_limit
     }
 
     /// The vCenter's server name.

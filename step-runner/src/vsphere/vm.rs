@@ -1,14 +1,10 @@
 //! Virtual machine operations the migration needs (helper VMs for volume
 //! moves, cleanup), each a task awaited and verified.
 
-use std::time::Duration;
-
 use super::error::{ErrorKind, VSphereError};
 use super::soap::{MoRef, VCenter};
 use super::xml;
 
-/// How long VM tasks may take before vmi reports them as stuck.
-const VM_TASK_LIMIT: Duration = Duration::from_secs(600);
 /// Device key of the first SCSI controller vmi adds to its helper VMs.
 const NEW_CONTROLLER_KEY: i32 = -100;
 
@@ -43,7 +39,7 @@ impl VCenter {
         );
         let task = self.task("CreateVM_Task", vm.folder, &args).await?;
         let result = self
-            .wait_for_task("CreateVM_Task", &task, VM_TASK_LIMIT)
+            .wait_for_task("CreateVM_Task", &task, self.task_limit())
             .await?;
         result
             .as_ref()
@@ -68,7 +64,7 @@ impl VCenter {
             return Ok(());
         }
         let task = self.task("PowerOffVM_Task", vm, "").await?;
-        self.wait_for_task("PowerOffVM_Task", &task, VM_TASK_LIMIT)
+        self.wait_for_task("PowerOffVM_Task", &task, self.task_limit())
             .await
             .map(|_| ())
     }
@@ -77,9 +73,28 @@ impl VCenter {
     /// first when they are to be kept).
     pub async fn destroy(&self, entity: &MoRef) -> Result<(), VSphereError> {
         let task = self.task("Destroy_Task", entity, "").await?;
-        self.wait_for_task("Destroy_Task", &task, VM_TASK_LIMIT)
+        self.wait_for_task("Destroy_Task", &task, self.task_limit())
             .await
             .map(|_| ())
+    }
+
+    /// Removes `vm` from the inventory, keeping its files on the datastore
+    /// (what a relocated helper VM's source side needs). Verified: the VM is
+    /// gone from the inventory afterwards.
+    pub async fn unregister(&self, vm: &MoRef) -> Result<(), VSphereError> {
+        self.call("UnregisterVM", vm, "").await?;
+        match self.properties(vm, &["name"]).await {
+            Err(VSphereError {
+                kind: ErrorKind::ManagedObjectNotFound,
+                ..
+            }) => Ok(()),
+            Err(other) => Err(other),
+            Ok(_) => Err(self.error(
+                "UnregisterVM",
+                Some(vm),
+                ErrorKind::Unexpected("the VM is still in the inventory after UnregisterVM".into()),
+            )),
+        }
     }
 
     /// Attaches the existing disk file `path` (`[datastore] dir/disk.vmdk`)
@@ -96,7 +111,7 @@ impl VCenter {
             xml::escape(path)
         );
         let task = self.task("ReconfigVM_Task", vm, &args).await?;
-        self.wait_for_task("ReconfigVM_Task", &task, VM_TASK_LIMIT)
+        self.wait_for_task("ReconfigVM_Task", &task, self.task_limit())
             .await
             .map(|_| ())
     }

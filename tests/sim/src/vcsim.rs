@@ -46,6 +46,18 @@ impl VCenterSim {
     /// Starts an empty simulator (no datacenter) that accepts only
     /// `username` / `password`.
     pub fn start(role: &str, username: &str, password: &str) -> Result<VCenterSim, SimError> {
+        VCenterSim::start_with(role, username, password, &[])
+    }
+
+    /// Like [`VCenterSim::start`], with more vcsim flags, e.g.
+    /// `["-method-delay", "PowerOffVM_Task:3000"]` to make a method (and its
+    /// task) slow.
+    pub fn start_with(
+        role: &str,
+        username: &str,
+        password: &str,
+        extra_flags: &[&str],
+    ) -> Result<VCenterSim, SimError> {
         let tools = Tools::get()?;
         let server = next_loopback_address()?;
         let port = free_port_at_most_32767(&server)?;
@@ -73,6 +85,7 @@ impl VCenterSim {
             .arg(&user_file)
             .arg("-password")
             .arg(&password_file)
+            .args(extra_flags)
             // vcsim keeps its datastores under $TMPDIR: inside our directory,
             // they go when it does, even if vcsim is killed.
             .env("TMPDIR", &dir);
