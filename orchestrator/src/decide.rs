@@ -49,6 +49,8 @@ pub struct JobRequest {
     pub attempt: i32,
     /// The Job's name.
     pub name: String,
+    /// The event to publish once the Job is created.
+    pub note: Note,
 }
 
 /// An event to publish about the vmi.
@@ -64,6 +66,8 @@ pub struct Note {
     /// step): events with the same reason and subject count as one series,
     /// so distinct happenings need distinct subjects.
     pub subject: String,
+    /// The step the event is about, when it is about one.
+    pub step: Option<String>,
 }
 
 /// What to do.
@@ -73,7 +77,8 @@ pub struct Decision {
     pub status: VSphereMigrationInfraStatus,
     /// The Job to create, if any: at most one runs at a time.
     pub create: Option<JobRequest>,
-    /// Events to publish once the status is written.
+    /// Events to publish once the status is written (the created Job's own
+    /// event travels with its request).
     pub notes: Vec<Note>,
     /// Whether the vmi waits for another vmi (checked again later).
     pub blocked: bool,
@@ -126,9 +131,6 @@ pub fn decide(observed: &Observed<'_>) -> Decision {
     };
 
     apply_outcome(&ctx, &old, &mut status, &outcome, &mut notes);
-    if let Some(request) = &create {
-        notes.push(start_note(&ctx, request));
-    }
     Decision {
         status,
         create,
@@ -259,6 +261,7 @@ fn sync_step(
                 notes.push(Note {
                     warning: false,
                     subject: format!("{}#{}", job.name, entry.attempt),
+                    step: Some(def.name.clone()),
                     reason: "StepSucceeded",
                     message: format!(
                         "Step {label} succeeded{took}: {}",
@@ -272,6 +275,7 @@ fn sync_step(
                 notes.push(Note {
                     warning: false,
                     subject: format!("{}#{}", job.name, entry.attempt),
+                    step: Some(def.name.clone()),
                     reason: "StepSkipped",
                     message: format!(
                         "Step {label} skipped: {}",
@@ -290,6 +294,7 @@ fn sync_step(
                 notes.push(Note {
                     warning: true,
                     subject: format!("{}#{}", job.name, entry.attempt),
+                    step: Some(def.name.clone()),
                     reason: "StepFailed",
                     message: format!("Step {label} failed: {cause}. Job {}", job.name),
                 });
@@ -344,6 +349,7 @@ fn sync_undo(
                 notes.push(Note {
                     warning: false,
                     subject: format!("{}#{}", job.name, undo.attempt),
+                    step: Some(def.name.clone()),
                     reason: "UndoSucceeded",
                     message: format!(
                         "Step {label} undone: {}",
@@ -362,6 +368,7 @@ fn sync_undo(
                 notes.push(Note {
                     warning: true,
                     subject: format!("{}#{}", job.name, undo.attempt),
+                    step: Some(def.name.clone()),
                     reason: "UndoFailed",
                     message: format!("Undo of step {label} failed: {cause}. Job {}", job.name),
                 });
@@ -567,6 +574,7 @@ fn forward(
             undo: false,
             attempt,
             name: name.clone(),
+            note: start_note(ctx, index, false, attempt, &name),
         });
         let mut fresh = StepStatus::started(def.index as i32, &def.name, &name, attempt);
         fresh.started_at = Some(ctx.observed.now.clone());
@@ -757,6 +765,7 @@ fn rollback(
             undo: true,
             attempt,
             name: name.clone(),
+            note: start_note(ctx, index, true, attempt, &name),
         });
         if let Some(entry) = entry_mut(&mut status.steps, index) {
             entry.state = StepState::RollingBack;
@@ -858,6 +867,7 @@ fn apply_outcome(
             },
             message: degraded.message.clone(),
             subject: status.current_step.clone().unwrap_or_default(),
+            step: None,
         });
     }
     if old.phase != Some(outcome.phase) {
@@ -882,14 +892,15 @@ fn apply_outcome(
                     "{reason} {}",
                     status.current_step.as_deref().unwrap_or_default()
                 ),
+                step: None,
             });
         }
     }
 }
 
-fn start_note(ctx: &Context<'_>, request: &JobRequest) -> Note {
-    let label = ctx.label(request.step);
-    let (reason, what) = match (request.undo, request.attempt) {
+fn start_note(ctx: &Context<'_>, step: usize, undo: bool, attempt: i32, job: &str) -> Note {
+    let label = ctx.label(step);
+    let (reason, what) = match (undo, attempt) {
         (false, 1) => ("StepStarted", "Started step"),
         (false, _) => ("StepRetried", "Re-running step"),
         (true, 1) => ("UndoStarted", "Undoing step"),
@@ -898,11 +909,9 @@ fn start_note(ctx: &Context<'_>, request: &JobRequest) -> Note {
     Note {
         warning: false,
         reason,
-        message: format!(
-            "{what} {label} (attempt {}): Job {}",
-            request.attempt, request.name
-        ),
-        subject: format!("{}#{}", request.name, request.attempt),
+        message: format!("{what} {label} (attempt {attempt}): Job {job}"),
+        subject: format!("{job}#{attempt}"),
+        step: ctx.pipeline().steps.get(step).map(|s| s.name.clone()),
     }
 }
 

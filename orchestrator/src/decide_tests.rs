@@ -145,8 +145,14 @@ fn created(decision: &Decision) -> Option<(&str, i32)> {
         .map(|r| (r.name.as_str(), r.attempt))
 }
 
+/// The reasons of every event the decision publishes, the created Job's last.
 fn reasons(decision: &Decision) -> Vec<&str> {
-    decision.notes.iter().map(|n| n.reason).collect()
+    decision
+        .notes
+        .iter()
+        .chain(decision.create.as_ref().map(|r| &r.note))
+        .map(|n| n.reason)
+        .collect()
 }
 
 #[test]
@@ -195,9 +201,6 @@ fn steps_run_in_order_one_job_at_a_time() {
 
 #[test]
 fn a_failed_job_stops_everything_and_says_where_to_look() {
-    let mut world = World::new(MigrationState::Running);
-    world.run_to_end();
-    // Re-create the situation: step 1 fails.
     let mut world = World::new(MigrationState::Running);
     world.step();
     world.finish("vmi-step-00-preflight");

@@ -162,24 +162,27 @@ impl Metrics {
             .get_or_create(&vec![migration])
             .set(current);
         for note in notes {
-            if matches!(note.reason, "StepFailed" | "UndoFailed") {
-                let step = note_step(note);
-                self.failures
-                    .get_or_create(&vec![("step".to_owned(), step)])
-                    .inc();
-            }
-        }
-        for entry in &status.steps {
-            let finished_now = notes.iter().any(|n| {
-                n.reason == "StepSucceeded" && n.message.contains(&format!(" {} ", entry.name))
-            });
-            if let (true, Some(start), Some(end)) =
-                (finished_now, &entry.started_at, &entry.finished_at)
-            {
-                let seconds = (end.0.as_millisecond() - start.0.as_millisecond()) as f64 / 1000.0;
-                self.step_duration
-                    .get_or_create(&vec![("step".to_owned(), entry.name.clone())])
-                    .observe(seconds.max(0.0));
+            let Some(step) = &note.step else {
+                continue;
+            };
+            let labels = vec![("step".to_owned(), step.clone())];
+            match note.reason {
+                "StepFailed" | "UndoFailed" => {
+                    self.failures.get_or_create(&labels).inc();
+                }
+                "StepSucceeded" => {
+                    let entry = status.steps.iter().find(|e| &e.name == step);
+                    if let Some((Some(start), Some(end))) =
+                        entry.map(|e| (&e.started_at, &e.finished_at))
+                    {
+                        let seconds =
+                            (end.0.as_millisecond() - start.0.as_millisecond()) as f64 / 1000.0;
+                        self.step_duration
+                            .get_or_create(&labels)
+                            .observe(seconds.max(0.0));
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -216,18 +219,6 @@ impl Metrics {
     }
 }
 
-/// The step name in a note's message ("Step 3/17 backup-cpms failed: …").
-fn note_step(note: &Note) -> String {
-    let mut words = note.message.split_whitespace();
-    words
-        .find(|w| w.contains('/'))
-        .and_then(|_| words.next())
-        .map_or_else(
-            || "unknown".to_owned(),
-            |w| w.trim_end_matches(':').to_owned(),
-        )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +237,7 @@ mod tests {
             reason: "StepFailed",
             message: "Step 3/17 backup-cpms failed: no CPMS. Job vmi-step-03-backup-cpms".into(),
             subject: "vmi-step-03-backup-cpms#1".into(),
+            step: Some("backup-cpms".into()),
         };
         metrics.observe("ns/move", &pipeline, &status, &[failed]);
         metrics.job_created("backup-cpms", false, 2);

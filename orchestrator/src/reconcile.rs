@@ -20,7 +20,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
-use vmi_api::{Phase, Pipeline, VSphereMigrationInfra, labels};
+use vmi_api::{Phase, Pipeline, StepState, VSphereMigrationInfra, labels};
 
 use crate::decide::{Decision, Note, Observed, decide};
 use crate::job::{self, JobTemplate};
@@ -109,7 +109,7 @@ pub async fn reconcile(
         let Decision {
             status,
             create,
-            mut notes,
+            notes,
             blocked,
         } = decision;
         if let Some(request) = &create {
@@ -120,9 +120,7 @@ pub async fn reconcile(
                     info!(vmi = %key, job = %request.name, attempt = request.attempt, "created Job");
                     ctx.metrics
                         .job_created(&step.name, request.undo, request.attempt);
-                    if let Some(start) = notes.pop() {
-                        publish(&ctx, &vmi, &[start]).await;
-                    }
+                    publish(&ctx, &vmi, std::slice::from_ref(&request.note)).await;
                 }
                 Err(kube::Error::Api(status)) if status.code == 409 => {
                     debug!(vmi = %key, job = %request.name, "Job exists already; reading again");
@@ -208,7 +206,7 @@ async fn read_jobs(
             continue;
         }
         let mut view = JobView::from_job(&job, &[]);
-        if matches!(view.state, JobState::Failed(_)) {
+        if matches!(view.state, JobState::Failed(_)) && !failure_recorded(vmi, &view) {
             let pods = pods_api
                 .list(
                     &ListParams::default()
@@ -230,6 +228,27 @@ async fn read_jobs(
         ours.insert(job_name, view);
     }
     Ok((ours, foreign))
+}
+
+/// Whether the status already records the failure of this Job's attempt, so
+/// its pods need not be read again.
+fn failure_recorded(vmi: &VSphereMigrationInfra, job: &JobView) -> bool {
+    let steps = vmi
+        .status
+        .as_ref()
+        .map(|s| s.steps.as_slice())
+        .unwrap_or_default();
+    steps.iter().any(|entry| {
+        let step = entry.job_name == job.name
+            && entry.attempt == job.attempt
+            && entry.state == StepState::Failed;
+        let undo = entry.state == StepState::RollbackFailed
+            && entry
+                .undo
+                .as_ref()
+                .is_some_and(|u| u.job_name == job.name && u.attempt == job.attempt);
+        step || undo
+    })
 }
 
 /// The vmi that holds the cluster when it is not `vmi`, described as

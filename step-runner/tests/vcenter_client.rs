@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use vmi_sim::inventory::Inventory;
 use vmi_sim::vcsim::VCenterSim;
-use vmi_step_runner::vsphere::{Credentials, ErrorKind, Trust, VCenter};
+use vmi_step_runner::vsphere::{Credentials, ErrorKind, MoRef, Trust, VCenter};
 
 /// Everything logged while the guard lives, at debug level.
 #[derive(Clone, Default)]
@@ -300,13 +300,9 @@ async fn properties_are_read_page_by_page() {
     assert_eq!((names[0], names[249]), ("f-000", "f-249"));
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn vm_tasks_succeed_fail_and_are_verified() {
-    use vmi_step_runner::vsphere::vm::NewVm;
-    let sim = simulator("tasks", "pw-tasks");
-    let vcenter = connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), "pw-tasks")
-        .await
-        .unwrap();
+/// The source inventory's cluster folder and resource pool, where helper
+/// VMs go.
+async fn helper_placement(vcenter: &VCenter) -> (MoRef, MoRef) {
     let folder = vcenter
         .find_by_inventory_path("/datacenter-a/vm/ocp-x7k2p")
         .await
@@ -317,6 +313,17 @@ async fn vm_tasks_succeed_fail_and_are_verified() {
         .await
         .unwrap()
         .unwrap();
+    (folder, pool)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn vm_tasks_succeed_fail_and_are_verified() {
+    use vmi_step_runner::vsphere::vm::NewVm;
+    let sim = simulator("tasks", "pw-tasks");
+    let vcenter = connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), "pw-tasks")
+        .await
+        .unwrap();
+    let (folder, pool) = helper_placement(&vcenter).await;
     let vm = vcenter
         .create_vm(&NewVm {
             name: "vmi-helper-1",
@@ -481,16 +488,7 @@ async fn a_slow_task_is_reported_stuck_and_unregister_keeps_nothing_in_the_inven
     let mut vcenter = connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), "pw-slow")
         .await
         .unwrap();
-    let folder = vcenter
-        .find_by_inventory_path("/datacenter-a/vm/ocp-x7k2p")
-        .await
-        .unwrap()
-        .unwrap();
-    let pool = vcenter
-        .find_by_inventory_path("/datacenter-a/host/cluster-a/Resources")
-        .await
-        .unwrap()
-        .unwrap();
+    let (folder, pool) = helper_placement(&vcenter).await;
     let new_vm = |name| NewVm {
         name,
         folder: &folder,
