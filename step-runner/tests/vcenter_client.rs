@@ -1,62 +1,12 @@
 //! The vCenter client against the simulated vCenters: sessions, TLS trust,
 //! faults, and logs that never carry a secret.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod support;
 
+use support::{Captured, connect, helper_placement, simulator};
 use vmi_sim::inventory::Inventory;
 use vmi_sim::vcsim::VCenterSim;
-use vmi_step_runner::vsphere::{Credentials, ErrorKind, MoRef, Trust, VCenter};
-
-/// Everything logged while the guard lives, at debug level.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let sink = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || sink.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn simulator(role: &str, password: &str) -> VCenterSim {
-    let vcenter = VCenterSim::start(role, "administrator", password).unwrap();
-    Inventory::source("ocp-x7k2p").create_in(&vcenter).unwrap();
-    vcenter
-}
-
-async fn connect(
-    sim: &VCenterSim,
-    trust: Trust,
-    password: &str,
-) -> Result<VCenter, vmi_step_runner::vsphere::VSphereError> {
-    VCenter::connect(
-        &sim.server,
-        Some(sim.port),
-        &trust,
-        Credentials::new(&sim.username, password),
-    )
-    .await
-}
+use vmi_step_runner::vsphere::{Credentials, ErrorKind, Trust};
 
 #[tokio::test(flavor = "current_thread")]
 async fn logs_in_with_a_ca_bundle_and_reads_about() {
@@ -298,22 +248,6 @@ async fn properties_are_read_page_by_page() {
     names.sort();
     assert_eq!(names.len(), 250, "every page was read");
     assert_eq!((names[0], names[249]), ("f-000", "f-249"));
-}
-
-/// The source inventory's cluster folder and resource pool, where helper
-/// VMs go.
-async fn helper_placement(vcenter: &VCenter) -> (MoRef, MoRef) {
-    let folder = vcenter
-        .find_by_inventory_path("/datacenter-a/vm/ocp-x7k2p")
-        .await
-        .unwrap()
-        .unwrap();
-    let pool = vcenter
-        .find_by_inventory_path("/datacenter-a/host/cluster-a/Resources")
-        .await
-        .unwrap()
-        .unwrap();
-    (folder, pool)
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -63,6 +63,9 @@ pub enum ErrorKind {
     Xml(XmlError),
     /// The answer lacked something it must have.
     Unexpected(String),
+    /// vCenter reported success, but the result could not be confirmed;
+    /// nothing that depends on it may go ahead.
+    Unverified(String),
     /// A task did not finish in time; it may still be running in vCenter.
     TaskTimeout {
         /// The task.
@@ -115,6 +118,9 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Http { status } => write!(f, "HTTP status {status}"),
             ErrorKind::Xml(err) => write!(f, "unreadable answer: {err}"),
             ErrorKind::Unexpected(what) => write!(f, "unexpected answer: {what}"),
+            ErrorKind::Unverified(what) => {
+                write!(f, "reported success, but the result is not there: {what}")
+            }
             ErrorKind::TaskTimeout {
                 task,
                 waited_seconds,

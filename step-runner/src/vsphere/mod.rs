@@ -2,9 +2,13 @@
 //! quick-xml, TLS trust by CA bundle or pinned thumbprint, typed faults, and
 //! one log event per round trip with secrets redacted.
 
+pub mod cns;
+pub mod datastore;
 pub mod error;
+pub mod fcd;
 pub mod properties;
 pub mod redact;
+pub mod relocate;
 pub mod soap;
 pub mod tagging;
 pub mod tls;

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::error::{ErrorKind, VSphereError};
-use super::soap::{MoRef, VCenter, method_fault_kind};
+use super::soap::{MoRef, Service, VCenter, method_fault_kind};
 use super::xml::{self, Element};
 
 /// Objects per page of `RetrievePropertiesEx`; the rest come through
@@ -75,12 +75,22 @@ impl VCenter {
         obj: &MoRef,
         paths: &[&str],
     ) -> Result<ObjectContent, VSphereError> {
+        self.properties_on(Service::Vim, obj, paths).await
+    }
+
+    /// [`VCenter::properties`] read through another service's namespace.
+    async fn properties_on(
+        &self,
+        service: Service,
+        obj: &MoRef,
+        paths: &[&str],
+    ) -> Result<ObjectContent, VSphereError> {
         let spec = format!(
             "<specSet>{}<objectSet>{}<skip>false</skip></objectSet></specSet><options/>",
             prop_set(&obj.kind, paths),
             obj.to_xml("obj")
         );
-        let mut found = self.retrieve(&spec, obj).await?;
+        let mut found = self.retrieve(service, &spec, obj).await?;
         match found.pop() {
             Some(content) => Ok(content),
             // An object with none of the paths set still exists.
@@ -120,7 +130,7 @@ impl VCenter {
             prop_set(kind, paths),
             view.to_xml("obj")
         );
-        let result = self.retrieve(&spec, container).await;
+        let result = self.retrieve(Service::Vim, &spec, container).await;
         // The view holds server memory until destroyed; a failure here only leaks it until logout.
         if let Err(err) = self.call("DestroyView", &view, "").await {
             tracing::warn!(vcenter = %self.server(), view = %view, "could not destroy a container view: {err}");
@@ -131,12 +141,13 @@ impl VCenter {
     /// `RetrievePropertiesEx` with `spec`, following continuation tokens.
     async fn retrieve(
         &self,
+        service: Service,
         spec: &str,
         about: &MoRef,
     ) -> Result<Vec<ObjectContent>, VSphereError> {
         let collector = self.property_collector().clone();
         let mut page = self
-            .call("RetrievePropertiesEx", &collector, spec)
+            .call_on(service, "RetrievePropertiesEx", &collector, spec)
             .await
             .map_err(|mut e| {
                 e.object = Some(about.to_string());
@@ -149,7 +160,8 @@ impl VCenter {
             .filter(|t| !t.is_empty())
         {
             page = self
-                .call(
+                .call_on(
+                    service,
                     "ContinueRetrievePropertiesEx",
                     &collector,
                     &format!("<token>{}</token>", xml::escape(&token)),
@@ -169,10 +181,22 @@ impl VCenter {
         task: &MoRef,
         limit: Duration,
     ) -> Result<Option<Element>, VSphereError> {
+        self.wait_for_task_on(Service::Vim, method, task, limit)
+            .await
+    }
+
+    /// [`VCenter::wait_for_task`] for a task of another service (CNS).
+    pub(crate) async fn wait_for_task_on(
+        &self,
+        service: Service,
+        method: &str,
+        task: &MoRef,
+        limit: Duration,
+    ) -> Result<Option<Element>, VSphereError> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
-            let info = self.properties(task, &["info"]).await?;
+            let info = self.properties_on(service, task, &["info"]).await?;
             let info = info.get("info").cloned().unwrap_or_default();
             match info.child_text("state") {
                 Some("success") => return Ok(info.child("result").cloned()),

@@ -4,9 +4,11 @@
 const REDACTED: &str = "[redacted]";
 
 /// Element names whose text is always secret in a SOAP body: passwords
-/// (Login, ServiceLocatorNamePassword) and session ids
-/// (SessionManager.SessionIsActive).
-const SECRET_ELEMENTS: [&str; 2] = ["password", "sessionID"];
+/// (Login, ServiceLocatorNamePassword), session ids
+/// (SessionManager.SessionIsActive), SAML tokens
+/// (ServiceLocatorSAMLCredential) and session cookies sent in a header
+/// element (the vslm and pbm services).
+const SECRET_ELEMENTS: [&str; 4] = ["password", "sessionID", "token", "vcSessionCookie"];
 
 /// Replaces known secret values and the text of secret elements.
 #[derive(Clone, Default)]

@@ -2,6 +2,8 @@
 //! so that logging, redaction, re-login and fault mapping live in one place.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::error::{ErrorKind, VSphereError};
@@ -14,6 +16,37 @@ use super::xml::{self, Element};
 const INITIAL_API_VERSION: &str = "7.0.3.0";
 /// The session cookie vCenter sets at login.
 const SESSION_COOKIE: &str = "vmware_soap_session";
+/// The vSAN (CNS) SOAP action version used when the vCenter does not publish
+/// its own in `/sdk/vsanServiceVersions.xml`.
+const FALLBACK_VSAN_VERSION: &str = "7.0";
+
+/// Which SOAP service of a vCenter a call goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    /// The vSphere API (`/sdk`, `urn:vim25`).
+    Vim,
+    /// Cloud Native Storage (`/vsanHealth`, `urn:vsan`).
+    Cns,
+    /// The property collector read in the vSAN namespace, so that vCenter
+    /// can serialize CNS task results (`/sdk`, `urn:vsan`).
+    CnsTasks,
+}
+
+impl Service {
+    fn path(self) -> &'static str {
+        match self {
+            Service::Vim | Service::CnsTasks => "/sdk",
+            Service::Cns => "/vsanHealth",
+        }
+    }
+
+    fn namespace(self) -> &'static str {
+        match self {
+            Service::Vim => "urn:vim25",
+            Service::Cns | Service::CnsTasks => "urn:vsan",
+        }
+    }
+}
 
 /// A managed object reference, e.g. `Folder:group-d1`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -69,6 +102,16 @@ impl Credentials {
             password: password.to_owned(),
         }
     }
+
+    /// The user name.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// The password, for the one place that must send it.
+    pub(crate) fn password(&self) -> &str {
+        &self.password
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -106,18 +149,21 @@ struct ServiceContent {
     property_collector: MoRef,
     view_manager: MoRef,
     authorization_manager: MoRef,
+    vstorage_object_manager: Option<MoRef>,
 }
 
 /// A logged-in connection to one vCenter.
 pub struct VCenter {
     server: String,
-    url: String,
+    base: String,
     http: reqwest::Client,
     credentials: Credentials,
     content: ServiceContent,
     cookie: tokio::sync::RwLock<Option<String>>,
     redactor: std::sync::RwLock<Redactor>,
     task_limit: Duration,
+    round_trips: Arc<AtomicU64>,
+    vsan_version: tokio::sync::OnceCell<String>,
 }
 
 /// How long a vCenter task may run before vmi reports it as stuck, unless
@@ -126,7 +172,7 @@ pub const DEFAULT_TASK_LIMIT: Duration = Duration::from_secs(600);
 
 impl fmt::Debug for VCenter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "VCenter({})", self.url)
+        write!(f, "VCenter({})", self.base)
     }
 }
 
@@ -153,15 +199,15 @@ impl VCenter {
             .timeout(Duration::from_secs(120))
             .build()
             .map_err(|e| fail(ErrorKind::Transport(e.to_string())))?;
-        let url = match port {
-            Some(port) if port != 443 => format!("https://{server}:{port}/sdk"),
-            _ => format!("https://{server}/sdk"),
+        let base = match port {
+            Some(port) if port != 443 => format!("https://{server}:{port}"),
+            _ => format!("https://{server}"),
         };
         let mut redactor = Redactor::default();
         redactor.add(&credentials.password);
         let mut vcenter = VCenter {
             server: server.to_owned(),
-            url,
+            base,
             http,
             credentials,
             content: ServiceContent {
@@ -178,10 +224,13 @@ impl VCenter {
                 property_collector: MoRef::new("PropertyCollector", "propertyCollector"),
                 view_manager: MoRef::new("ViewManager", "ViewManager"),
                 authorization_manager: MoRef::new("AuthorizationManager", "AuthorizationManager"),
+                vstorage_object_manager: None,
             },
             cookie: tokio::sync::RwLock::new(None),
             redactor: std::sync::RwLock::new(redactor),
             task_limit: DEFAULT_TASK_LIMIT,
+            round_trips: Arc::new(AtomicU64::new(0)),
+            vsan_version: tokio::sync::OnceCell::new(),
         };
         vcenter.content = vcenter.retrieve_service_content().await?;
         vcenter.login().await?;
@@ -221,12 +270,45 @@ impl VCenter {
 
     /// `https://server[:port]`, the base of this vCenter's REST APIs.
     pub(crate) fn base_url(&self) -> &str {
-        self.url.trim_end_matches("/sdk")
+        &self.base
+    }
+
+    /// How many HTTP round trips this connection (and the tagging sessions
+    /// and file transfers opened from it) has made so far.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Counts one round trip made outside [`VCenter::call`].
+    pub(crate) fn count_round_trip(&self) {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The shared round-trip counter, for the other APIs of this vCenter.
+    pub(crate) fn round_trip_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.round_trips)
+    }
+
+    /// The session cookie header value, for the datastore file service.
+    pub(crate) async fn session_cookie(&self) -> Option<String> {
+        self.cookie
+            .read()
+            .await
+            .as_ref()
+            .map(|c| format!("{SESSION_COOKIE}=\"{c}\""))
     }
 
     /// The credentials, for the REST session.
     pub(crate) fn credentials(&self) -> (&str, &str) {
         (&self.credentials.username, &self.credentials.password)
+    }
+
+    /// Also redacts `secret` (another vCenter's password sent in a
+    /// ServiceLocator) from everything this connection logs.
+    pub(crate) fn redact_also(&self, secret: &str) {
+        if let Ok(mut redactor) = self.redactor.write() {
+            redactor.add(secret);
+        }
     }
 
     /// A copy of the redactor, for other APIs of this vCenter.
@@ -238,13 +320,38 @@ impl VCenter {
         &self.content.property_collector
     }
 
+    pub(crate) fn search_index(&self) -> &MoRef {
+        &self.content.search_index
+    }
+
     pub(crate) fn view_manager(&self) -> &MoRef {
         &self.content.view_manager
     }
 
+    /// The First Class Disk manager; vCenter always has one, an ESX host
+    /// connected directly does not.
+    pub(crate) fn vstorage_object_manager(&self, method: &str) -> Result<MoRef, VSphereError> {
+        self.content.vstorage_object_manager.clone().ok_or_else(|| {
+            self.error(
+                method,
+                None,
+                ErrorKind::Unexpected(
+                    "no VStorageObjectManager: First Class Disks need a vCenter, not an ESX host"
+                        .into(),
+                ),
+            )
+        })
+    }
+
     async fn retrieve_service_content(&self) -> Result<ServiceContent, VSphereError> {
         let this = MoRef::new("ServiceInstance", "ServiceInstance");
-        let returnval = self.round_trip("RetrieveServiceContent", &this, "").await?;
+        let returnval = self
+            .round_trip(Service::Vim, "RetrieveServiceContent", &this, "")
+            .await?
+            .children
+            .into_iter()
+            .next()
+            .unwrap_or_default();
         let unexpected = |what: &str| {
             self.error(
                 "RetrieveServiceContent",
@@ -276,6 +383,9 @@ impl VCenter {
             property_collector: moref("propertyCollector")?,
             view_manager: moref("viewManager")?,
             authorization_manager: moref("authorizationManager")?,
+            vstorage_object_manager: returnval
+                .child("vStorageObjectManager")
+                .and_then(MoRef::from_element),
         })
     }
 
@@ -288,7 +398,7 @@ impl VCenter {
         );
         let this = self.content.session_manager.clone();
         *self.cookie.write().await = None;
-        let (_, headers) = self.send("Login", &this, &args).await?;
+        let (_, headers) = self.send(Service::Vim, "Login", &this, &args).await?;
         let cookie = headers
             .get_all(reqwest::header::SET_COOKIE)
             .iter()
@@ -314,10 +424,14 @@ impl VCenter {
         Ok(())
     }
 
-    /// Ends the session. Later calls log in again.
+    /// Ends the session. Later calls log in again. Dropping a `VCenter`
+    /// also logs out, but in the background; call this to be sure it happened.
     pub async fn logout(&self) -> Result<(), VSphereError> {
         let this = self.content.session_manager.clone();
-        self.round_trip("Logout", &this, "").await.map(|_| ())
+        self.round_trip(Service::Vim, "Logout", &this, "").await?;
+        *self.cookie.write().await = None;
+        tracing::info!(vcenter = %self.server, "logged out");
+        Ok(())
     }
 
     /// Calls `method` on `this` with the XML `args`; on `NotAuthenticated`
@@ -328,51 +442,85 @@ impl VCenter {
         this: &MoRef,
         args: &str,
     ) -> Result<Element, VSphereError> {
-        match self.round_trip(method, this, args).await {
+        self.call_on(Service::Vim, method, this, args).await
+    }
+
+    /// [`VCenter::call`] on another SOAP service of this vCenter.
+    pub(crate) async fn call_on(
+        &self,
+        service: Service,
+        method: &str,
+        this: &MoRef,
+        args: &str,
+    ) -> Result<Element, VSphereError> {
+        let response = self.response_on(service, method, this, args).await?;
+        Ok(response.children.into_iter().next().unwrap_or_default())
+    }
+
+    /// [`VCenter::call`] for methods that answer a list: every `returnval`.
+    pub(crate) async fn call_all(
+        &self,
+        method: &str,
+        this: &MoRef,
+        args: &str,
+    ) -> Result<Vec<Element>, VSphereError> {
+        let response = self.response_on(Service::Vim, method, this, args).await?;
+        Ok(response.children)
+    }
+
+    /// The whole response element of a call, logging in again once when the
+    /// session has ended.
+    async fn response_on(
+        &self,
+        service: Service,
+        method: &str,
+        this: &MoRef,
+        args: &str,
+    ) -> Result<Element, VSphereError> {
+        match self.round_trip(service, method, this, args).await {
             Err(VSphereError {
                 kind: ErrorKind::NotAuthenticated,
                 ..
             }) => {
                 tracing::info!(vcenter = %self.server, method, "session expired; logging in again");
                 self.login().await?;
-                self.round_trip(method, this, args).await
+                self.round_trip(service, method, this, args).await
             }
             other => other,
         }
     }
 
-    /// One SOAP call; returns the response's `returnval` (or an empty element
-    /// for methods that return nothing).
+    /// One SOAP call; returns the response element.
     async fn round_trip(
         &self,
+        service: Service,
         method: &str,
         this: &MoRef,
         args: &str,
     ) -> Result<Element, VSphereError> {
-        let (body, _) = self.send(method, this, args).await?;
-        Ok(body.children.into_iter().next().unwrap_or_default())
+        let (body, _) = self.send(service, method, this, args).await?;
+        Ok(body)
     }
 
     /// Sends one request and maps the answer: the response element and the
     /// HTTP headers, or a typed error. Every call is logged here.
     async fn send(
         &self,
+        service: Service,
         method: &str,
         this: &MoRef,
         args: &str,
     ) -> Result<(Element, reqwest::header::HeaderMap), VSphereError> {
-        let request = format!(
-            r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><{method} xmlns="urn:vim25">{}{args}</{method}></soapenv:Body></soapenv:Envelope>"#,
-            this.to_xml("_this")
-        );
+        let request = envelope(service, method, this, args);
+        let version = match service {
+            Service::Vim => self.content.about.api_version.clone(),
+            Service::Cns | Service::CnsTasks => self.vsan_version().await,
+        };
         let mut builder = self
             .http
-            .post(&self.url)
+            .post(format!("{}{}", self.base, service.path()))
             .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
-            .header(
-                "SOAPAction",
-                format!("urn:vim25/{}", self.content.about.api_version),
-            );
+            .header("SOAPAction", format!("{}/{version}", service.namespace()));
         if let Some(cookie) = self.cookie.read().await.as_ref() {
             builder = builder.header(
                 reqwest::header::COOKIE,
@@ -380,6 +528,7 @@ impl VCenter {
             );
         }
         let started = Instant::now();
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
         let sent = builder.body(request.clone()).send().await;
         let result = match sent {
             Err(err) => Err(self.error(method, Some(this), transport_kind(&err))),
@@ -408,6 +557,48 @@ impl VCenter {
             "vCenter call"
         );
         result
+    }
+
+    /// The vSAN API version this vCenter publishes, read once; CNS calls
+    /// carry it in their SOAP action.
+    async fn vsan_version(&self) -> String {
+        self.vsan_version
+            .get_or_init(|| async {
+                let url = format!("{}/sdk/vsanServiceVersions.xml", self.base);
+                self.round_trips.fetch_add(1, Ordering::Relaxed);
+                let text = match self.http.get(&url).send().await {
+                    Ok(response) if response.status().is_success() => {
+                        response.text().await.unwrap_or_default()
+                    }
+                    _ => String::new(),
+                };
+                let version = xml::parse(&text).ok().and_then(|doc| {
+                    doc.child("namespace")
+                        .and_then(|n| n.child_text("version"))
+                        .map(str::to_owned)
+                });
+                tracing::debug!(vcenter = %self.server, version = ?version, "vSAN API version");
+                version.unwrap_or_else(|| FALLBACK_VSAN_VERSION.to_owned())
+            })
+            .await
+            .clone()
+    }
+
+    /// Keeps the session alive by calling `CurrentTime` every `every` until
+    /// the returned guard is dropped: vCenter ends idle sessions (30 min by
+    /// default), and a step can wait longer than that for the cluster.
+    pub fn keep_alive(self: &Arc<Self>, every: Duration) -> KeepAlive {
+        let vcenter = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let this = MoRef::new("ServiceInstance", "ServiceInstance");
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(err) = vcenter.call("CurrentTime", &this, "").await {
+                    tracing::warn!(vcenter = %vcenter.server, "keep-alive call failed: {err}");
+                }
+            }
+        });
+        KeepAlive(task)
     }
 
     fn log_bodies(&self, method: &str, request: &str, response: &str) {
@@ -519,6 +710,65 @@ impl VCenter {
     }
 }
 
+/// Keeps a vCenter session alive while it lives (see [`VCenter::keep_alive`]).
+#[derive(Debug)]
+pub struct KeepAlive(tokio::task::JoinHandle<()>);
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Drop for VCenter {
+    /// Logs the session out in the background, so that a step never leaves
+    /// sessions behind (vCenter limits how many a user may hold).
+    fn drop(&mut self) {
+        let Some(cookie) = self.cookie.get_mut().take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let request = self
+            .http
+            .post(format!("{}{}", self.base, Service::Vim.path()))
+            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+            .header(
+                "SOAPAction",
+                format!("urn:vim25/{}", self.content.about.api_version),
+            )
+            .header(
+                reqwest::header::COOKIE,
+                format!("{SESSION_COOKIE}=\"{cookie}\""),
+            )
+            .body(envelope(
+                Service::Vim,
+                "Logout",
+                &self.content.session_manager,
+                "",
+            ));
+        let server = self.server.clone();
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        runtime.spawn(async move {
+            let outcome = match request.send().await {
+                Ok(response) => response.status().as_u16().to_string(),
+                Err(err) => err.to_string(),
+            };
+            tracing::info!(vcenter = %server, outcome, "logged out on drop");
+        });
+    }
+}
+
+/// The SOAP envelope of one call.
+fn envelope(service: Service, method: &str, this: &MoRef, args: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><{method} xmlns="{}">{}{args}</{method}></soapenv:Body></soapenv:Envelope>"#,
+        service.namespace(),
+        this.to_xml("_this")
+    )
+}
+
 /// The asked privileges an `EntityPrivilege` answer does not grant; one that
 /// is missing from the answer counts as not granted.
 fn not_granted(entity_privilege: &Element, asked: &[&str]) -> Vec<String> {
@@ -612,6 +862,7 @@ fn fault_name(kind: &ErrorKind) -> String {
         ErrorKind::Http { status } => format!("http-{status}"),
         ErrorKind::Xml(_) => "xml-error".into(),
         ErrorKind::Unexpected(_) => "unexpected-answer".into(),
+        ErrorKind::Unverified(_) => "unverified".into(),
         ErrorKind::TaskTimeout { .. } => "task-timeout".into(),
     }
 }

@@ -7,6 +7,8 @@
 //! tried on `/api` once and the answer decides which form every later call
 //! uses.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use reqwest::Method;
@@ -15,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::error::{ErrorKind, VSphereError};
 use super::redact::Redactor;
-use super::soap::{MoRef, VCenter};
+use super::soap::{Credentials, MoRef, VCenter};
 
 /// Which form of the vAPI this vCenter serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,14 +62,17 @@ pub struct Tag {
     pub category_id: String,
 }
 
-/// A logged-in tagging session on one vCenter.
+/// A logged-in tagging session on one vCenter. It logs in again once when
+/// the session has expired, and logs out when dropped.
 pub struct Tagging {
     server: String,
     base: String,
     http: reqwest::Client,
     flavor: Flavor,
-    session: String,
-    redactor: Redactor,
+    credentials: Credentials,
+    session: std::sync::RwLock<String>,
+    redactor: std::sync::RwLock<Redactor>,
+    round_trips: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Tagging {
@@ -76,61 +81,38 @@ impl std::fmt::Debug for Tagging {
     }
 }
 
+impl Flavor {
+    fn session_path(self) -> &'static str {
+        match self {
+            Flavor::Api => "/api/session",
+            Flavor::Rest => "/rest/com/vmware/cis/session",
+        }
+    }
+}
+
 impl VCenter {
     /// Opens a vAPI session for tagging, choosing `/api` or `/rest`.
     pub async fn tagging(&self) -> Result<Tagging, VSphereError> {
         let (user, password) = self.credentials();
-        let mut redactor = self.redactor();
-        let error = |path: &str, kind| VSphereError {
-            vcenter: self.server().to_owned(),
-            method: format!("POST {path}"),
-            object: None,
-            kind,
+        let mut tagging = Tagging {
+            server: self.server().to_owned(),
+            base: self.base_url().to_owned(),
+            http: self.http().clone(),
+            flavor: Flavor::Api,
+            credentials: Credentials::new(user, password),
+            session: std::sync::RwLock::new(String::new()),
+            redactor: std::sync::RwLock::new(self.redactor()),
+            round_trips: self.round_trip_counter(),
         };
-        for (flavor, path) in [
-            (Flavor::Api, "/api/session"),
-            (Flavor::Rest, "/rest/com/vmware/cis/session"),
-        ] {
-            let started = Instant::now();
-            let response = self
-                .http()
-                .post(format!("{}{path}", self.base_url()))
-                .basic_auth(user, Some(password))
-                .send()
-                .await
-                .map_err(|e| error(path, ErrorKind::Transport(e.to_string())))?;
-            let status = response.status().as_u16();
-            log_call(self.server(), "POST", path, status, started);
-            match status {
-                404 => continue,
-                401 | 403 => return Err(error(path, ErrorKind::InvalidLogin)),
-                200 | 201 => {
-                    let body: Value = response
-                        .json()
-                        .await
-                        .map_err(|e| error(path, ErrorKind::Unexpected(e.to_string())))?;
-                    let session = match flavor {
-                        Flavor::Api => body.as_str(),
-                        Flavor::Rest => body["value"].as_str(),
-                    }
-                    .ok_or_else(|| error(path, ErrorKind::Unexpected("no session id".into())))?
-                    .to_owned();
-                    redactor.add(&session);
-                    tracing::info!(vcenter = %self.server(), api = ?flavor, "vAPI session opened");
-                    return Ok(Tagging {
-                        server: self.server().to_owned(),
-                        base: self.base_url().to_owned(),
-                        http: self.http().clone(),
-                        flavor,
-                        session,
-                        redactor,
-                    });
-                }
-                status => return Err(error(path, ErrorKind::Http { status })),
+        for flavor in [Flavor::Api, Flavor::Rest] {
+            tagging.flavor = flavor;
+            if tagging.login().await? {
+                tracing::info!(vcenter = %self.server(), api = ?flavor, "vAPI session opened");
+                return Ok(tagging);
             }
         }
-        Err(error(
-            "/api/session",
+        Err(tagging.error(
+            "POST /api/session",
             ErrorKind::Unexpected("the vCenter serves neither /api nor /rest vAPI sessions".into()),
         ))
     }
@@ -150,9 +132,118 @@ impl Tagging {
         self.flavor
     }
 
+    fn error(&self, method: &str, kind: ErrorKind) -> VSphereError {
+        VSphereError {
+            vcenter: self.server.clone(),
+            method: method.to_owned(),
+            object: None,
+            kind,
+        }
+    }
+
+    fn session(&self) -> String {
+        self.session.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Creates a session in this form of the API; `false` when the vCenter
+    /// does not serve this form (404).
+    async fn login(&self) -> Result<bool, VSphereError> {
+        let path = self.flavor.session_path();
+        let error = |kind| self.error(&format!("POST {path}"), kind);
+        let started = Instant::now();
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .basic_auth(
+                self.credentials.username(),
+                Some(self.credentials.password()),
+            )
+            .send()
+            .await
+            .map_err(|e| error(ErrorKind::Transport(e.to_string())))?;
+        let status = response.status().as_u16();
+        log_call(&self.server, "POST", path, status, started);
+        match status {
+            404 => Ok(false),
+            401 | 403 => Err(error(ErrorKind::InvalidLogin)),
+            200 | 201 => {
+                let body: Value = response
+                    .json()
+                    .await
+                    .map_err(|e| error(ErrorKind::Unexpected(e.to_string())))?;
+                let session = match self.flavor {
+                    Flavor::Api => body.as_str(),
+                    Flavor::Rest => body["value"].as_str(),
+                }
+                .ok_or_else(|| error(ErrorKind::Unexpected("no session id".into())))?
+                .to_owned();
+                if let Ok(mut redactor) = self.redactor.write() {
+                    redactor.add(&session);
+                }
+                if let Ok(mut current) = self.session.write() {
+                    *current = session;
+                }
+                Ok(true)
+            }
+            status => Err(error(ErrorKind::Http { status })),
+        }
+    }
+
+    /// Ends the session. Later calls log in again; dropping a `Tagging`
+    /// also logs out, in the background.
+    pub async fn logout(&self) -> Result<(), VSphereError> {
+        let path = self.flavor.session_path();
+        let (status, _) = self
+            .send_once(&Method::DELETE, path, None)
+            .await
+            .map_err(|kind| self.error(&format!("DELETE {path}"), kind))?;
+        match status {
+            200..=299 | 401 => {
+                tracing::info!(vcenter = %self.server, "vAPI session closed");
+                Ok(())
+            }
+            status => Err(self.error(&format!("DELETE {path}"), ErrorKind::Http { status })),
+        }
+    }
+
+    /// One HTTP exchange with the current session: status and body text.
+    async fn send_once(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, String), ErrorKind> {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .header("vmware-api-session-id", self.session());
+        if let Some(body) = body {
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                let redactor = self.redactor.read().map(|r| r.clone()).unwrap_or_default();
+                tracing::debug!(vcenter = %self.server, path, request = %redactor.redact(&body.to_string()), "vAPI call body");
+            }
+            request = request.json(body);
+        }
+        let started = Instant::now();
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ErrorKind::Transport(e.to_string()))?;
+        let status = response.status().as_u16();
+        log_call(&self.server, method.as_str(), path, status, started);
+        let text = response
+            .text()
+            .await
+            .map_err(|e| ErrorKind::Transport(e.to_string()))?;
+        Ok((status, text))
+    }
+
     /// One vAPI call; `rest` and `api` are the paths of the two forms, `body`
     /// the request (wrapped for `/rest` as it expects). Returns the unwrapped
-    /// answer (`Null` when there is none).
+    /// answer (`Null` when there is none). An expired session is renewed
+    /// once.
     async fn call(
         &self,
         method: Method,
@@ -165,37 +256,23 @@ impl Tagging {
             Flavor::Api => api,
             Flavor::Rest => rest,
         };
-        let mut request = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .header("vmware-api-session-id", &self.session);
-        if let Some(body) = body {
-            let body = match (self.flavor, rest_wrap) {
-                (Flavor::Rest, Some(key)) => json!({ key: body }),
-                _ => body,
-            };
-            if tracing::enabled!(tracing::Level::DEBUG) {
-                tracing::debug!(vcenter = %self.server, path, request = %self.redactor.redact(&body.to_string()), "vAPI call body");
-            }
-            request = request.json(&body);
+        let body = body.map(|body| match (self.flavor, rest_wrap) {
+            (Flavor::Rest, Some(key)) => json!({ key: body }),
+            _ => body,
+        });
+        let error = |kind| self.error(&format!("{method} {path}"), kind);
+        let (mut status, mut text) = self
+            .send_once(&method, path, body.as_ref())
+            .await
+            .map_err(error)?;
+        if status == 401 {
+            tracing::info!(vcenter = %self.server, path, "vAPI session expired; logging in again");
+            self.login().await?;
+            (status, text) = self
+                .send_once(&method, path, body.as_ref())
+                .await
+                .map_err(error)?;
         }
-        let started = Instant::now();
-        let error = |kind| VSphereError {
-            vcenter: self.server.clone(),
-            method: format!("{method} {path}"),
-            object: None,
-            kind,
-        };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| error(ErrorKind::Transport(e.to_string())))?;
-        let status = response.status().as_u16();
-        log_call(&self.server, method.as_str(), path, status, started);
-        let text = response
-            .text()
-            .await
-            .map_err(|e| error(ErrorKind::Transport(e.to_string())))?;
         match status {
             200..=299 => {
                 if text.trim().is_empty() {
@@ -214,10 +291,13 @@ impl Tagging {
             _ if text.contains("already_exists") => {
                 Err(error(ErrorKind::DuplicateName { existing: None }))
             }
-            _ => Err(error(ErrorKind::Fault {
-                fault: format!("HTTP {status}"),
-                message: self.redactor.redact(text.trim()),
-            })),
+            _ => {
+                let redactor = self.redactor.read().map(|r| r.clone()).unwrap_or_default();
+                Err(error(ErrorKind::Fault {
+                    fault: format!("HTTP {status}"),
+                    message: redactor.redact(text.trim()),
+                }))
+            }
         }
     }
 
@@ -379,5 +459,31 @@ impl Tagging {
             )
             .await?;
         self.parse_list("list attached tags", value)
+    }
+}
+
+impl Drop for Tagging {
+    /// Closes the session in the background, so that steps leave none behind.
+    fn drop(&mut self) {
+        let session = self.session();
+        if session.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let request = self
+            .http
+            .delete(format!("{}{}", self.base, self.flavor.session_path()))
+            .header("vmware-api-session-id", session);
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let server = self.server.clone();
+        runtime.spawn(async move {
+            let outcome = match request.send().await {
+                Ok(response) => response.status().as_u16().to_string(),
+                Err(err) => err.to_string(),
+            };
+            tracing::info!(vcenter = %server, outcome, "vAPI session closed on drop");
+        });
     }
 }

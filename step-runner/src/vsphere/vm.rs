@@ -116,6 +116,42 @@ impl VCenter {
             .map(|_| ())
     }
 
+    /// Detaches the disk backed by `path` from `vm`, keeping its file.
+    /// Verified: the disk is no longer attached afterwards. A disk already
+    /// detached is left alone.
+    pub async fn detach_disk(&self, vm: &MoRef, path: &str) -> Result<(), VSphereError> {
+        const METHOD: &str = "ReconfigVM_Task";
+        let Some(key) = self.disk_key(vm, path).await? else {
+            return Ok(());
+        };
+        let args = format!(
+            r#"<spec><deviceChange><operation>remove</operation><device xsi:type="VirtualDisk"><key>{key}</key><capacityInKB>0</capacityInKB></device></deviceChange></spec>"#
+        );
+        let task = self.task(METHOD, vm, &args).await?;
+        self.wait_for_task(METHOD, &task, self.task_limit()).await?;
+        if self.disk_key(vm, path).await?.is_some() {
+            return Err(self.error(
+                METHOD,
+                Some(vm),
+                ErrorKind::Unverified(format!("{path} is still attached after the detach")),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The device key of the disk backed by `path`, if `vm` has one.
+    async fn disk_key(&self, vm: &MoRef, path: &str) -> Result<Option<String>, VSphereError> {
+        let content = self.properties(vm, &["config.hardware.device"]).await?;
+        Ok(content.get("config.hardware.device").and_then(|devices| {
+            devices
+                .children
+                .iter()
+                .filter(|d| d.xsi_type.as_deref() == Some("VirtualDisk"))
+                .find(|d| d.child("backing").and_then(|b| b.child_text("fileName")) == Some(path))
+                .and_then(|d| d.child_text("key").map(str::to_owned))
+        }))
+    }
+
     /// The disk files attached to `vm`.
     pub async fn disk_files(&self, vm: &MoRef) -> Result<Vec<String>, VSphereError> {
         let content = self.properties(vm, &["config.hardware.device"]).await?;
@@ -158,7 +194,12 @@ impl VCenter {
     }
 
     /// Starts `method` and returns its task.
-    async fn task(&self, method: &str, this: &MoRef, args: &str) -> Result<MoRef, VSphereError> {
+    pub(crate) async fn task(
+        &self,
+        method: &str,
+        this: &MoRef,
+        args: &str,
+    ) -> Result<MoRef, VSphereError> {
         let returnval = self.call(method, this, args).await?;
         MoRef::from_element(&returnval)
             .ok_or_else(|| self.error(method, Some(this), ErrorKind::Unexpected("no task".into())))
