@@ -456,3 +456,100 @@ async fn a_slow_task_is_reported_stuck_and_unregister_keeps_nothing_in_the_inven
     let again = vcenter.unregister(&vm).await.unwrap_err();
     assert_eq!(again.kind, ErrorKind::ManagedObjectNotFound, "{again}");
 }
+
+/// The sessions the vCenter holds, as its SessionManager lists them.
+async fn session_count(observer: &vmi_step_runner::vsphere::VCenter) -> usize {
+    let manager = vmi_step_runner::vsphere::MoRef::new("SessionManager", "SessionManager");
+    observer
+        .properties(&manager, &["sessionList"])
+        .await
+        .unwrap()
+        .get("sessionList")
+        .map(|list| list.children.len())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_dropped_connection_logs_out_and_keep_alive_outlasts_the_idle_timeout() {
+    let sim = simulator("sessions", "pw-sessions");
+    let observer = connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), "pw-sessions")
+        .await
+        .unwrap();
+    assert_eq!(session_count(&observer).await, 1);
+    let dropped = connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), "pw-sessions")
+        .await
+        .unwrap();
+    assert_eq!(session_count(&observer).await, 2);
+    drop(dropped);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while session_count(&observer).await != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped connection's session is still there"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Sessions idle for 1 s end (vCenter's default is 30 min).
+    sim.govc(&["option.set", "config.vmacore.soap.sessionTimeout", "1s"])
+        .unwrap();
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let idle = connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), "pw-sessions")
+        .await
+        .unwrap();
+    let kept = std::sync::Arc::new(
+        connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), "pw-sessions")
+            .await
+            .unwrap(),
+    );
+    let alive = kept.keep_alive(std::time::Duration::from_millis(300));
+    tokio::time::sleep(std::time::Duration::from_millis(2600)).await;
+    assert!(
+        kept.find_by_inventory_path("/datacenter-a")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        idle.find_by_inventory_path("/datacenter-a")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    drop(alive);
+    let text = logs.text();
+    assert!(
+        text.contains("CurrentTime"),
+        "keep-alive calls were made: {text}"
+    );
+    assert_eq!(
+        text.matches("session expired; logging in again").count(),
+        1,
+        "only the idle connection had to log in again: {text}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_ended_vapi_session_is_renewed_once_transparently() {
+    let sim = simulator("vapi-relogin", "pw-vapi");
+    let vcenter = connect(&sim, Trust::CaBundle(sim.ca_pem.clone()), "pw-vapi")
+        .await
+        .unwrap();
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let tagging = vcenter.tagging().await.unwrap();
+    let before = vcenter.round_trips();
+    tagging.logout().await.unwrap();
+    assert!(tagging.categories().await.unwrap().is_empty());
+    let text = logs.text();
+    assert!(
+        text.contains("vAPI session expired; logging in again"),
+        "{text}"
+    );
+    assert_eq!(
+        vcenter.round_trips() - before,
+        4,
+        "logout, refused call, login, call again"
+    );
+}

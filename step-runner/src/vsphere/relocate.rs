@@ -28,6 +28,29 @@ pub struct ServiceLocator {
     pub ssl_thumbprint: String,
 }
 
+impl ServiceLocator {
+    /// The locator of `target` as this process connected to it: its instance
+    /// UUID, SDK URL and credentials, and the SHA-1 thumbprint of the
+    /// certificate this process verified (so the source vCenter trusts
+    /// exactly what vmi trusted).
+    pub fn to(target: &VCenter) -> Result<ServiceLocator, VSphereError> {
+        let (sha1, _) = target.thumbprints().ok_or_else(|| {
+            target.error(
+                "ServiceLocator",
+                None,
+                ErrorKind::Unexpected("no certificate was verified for this vCenter".into()),
+            )
+        })?;
+        let (username, password) = target.credentials();
+        Ok(ServiceLocator {
+            instance_uuid: target.about().instance_uuid.clone(),
+            url: format!("{}/sdk", target.base_url()),
+            credentials: Credentials::new(username, password),
+            ssl_thumbprint: sha1,
+        })
+    }
+}
+
 /// Where a relocated VM goes: objects of the target vCenter.
 #[derive(Debug, Clone)]
 pub struct RelocateSpec<'a> {

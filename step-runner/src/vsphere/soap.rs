@@ -164,6 +164,7 @@ pub struct VCenter {
     task_limit: Duration,
     round_trips: Arc<AtomicU64>,
     vsan_version: tokio::sync::OnceCell<String>,
+    certificate: tls::SeenCertificate,
 }
 
 /// How long a vCenter task may run before vmi reports it as stuck, unless
@@ -191,8 +192,8 @@ impl VCenter {
             object: None,
             kind,
         };
-        let config =
-            tls::client_config(server, trust).map_err(|e| fail(ErrorKind::Tls(e.to_string())))?;
+        let (config, seen) = tls::recording_client_config(server, trust)
+            .map_err(|e| fail(ErrorKind::Tls(e.to_string())))?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(config)
             .connect_timeout(Duration::from_secs(15))
@@ -231,6 +232,7 @@ impl VCenter {
             task_limit: DEFAULT_TASK_LIMIT,
             round_trips: Arc::new(AtomicU64::new(0)),
             vsan_version: tokio::sync::OnceCell::new(),
+            certificate: seen,
         };
         vcenter.content = vcenter.retrieve_service_content().await?;
         vcenter.login().await?;
@@ -251,6 +253,14 @@ impl VCenter {
     /// The vCenter's server name.
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// The SHA-1 and SHA-256 thumbprints (`AA:BB:…`) of the certificate this
+    /// connection verified: what a ServiceLocator pointing at this vCenter
+    /// must carry. `None` only before the first handshake.
+    pub fn thumbprints(&self) -> Option<(String, String)> {
+        let seen = self.certificate.lock().ok()?;
+        seen.as_deref().map(tls::thumbprints)
     }
 
     /// What the vCenter says about itself.

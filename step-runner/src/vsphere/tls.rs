@@ -6,8 +6,9 @@
 //! certificate's key, so a pinned connection cannot be taken over by someone
 //! who merely copies the certificate.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
@@ -73,38 +74,53 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The certificate a connection's server presented and `trust` accepted,
+/// filled by the first handshake.
+pub type SeenCertificate = Arc<Mutex<Option<Vec<u8>>>>;
+
 /// A rustls configuration for talking to `vcenter` with `trust`.
 pub fn client_config(vcenter: &str, trust: &Trust) -> Result<ClientConfig, TlsError> {
+    recording_client_config(vcenter, trust).map(|(config, _)| config)
+}
+
+/// [`client_config`], also keeping the certificate that was accepted, so
+/// that its thumbprint can be handed to another vCenter (a ServiceLocator)
+/// without trusting it a second time on first use.
+pub fn recording_client_config(
+    vcenter: &str,
+    trust: &Trust,
+) -> Result<(ClientConfig, SeenCertificate), TlsError> {
+    let bad_bundle = |reason: String| TlsError::BadCaBundle {
+        vcenter: vcenter.to_owned(),
+        reason,
+    };
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::BadCaBundle {
-            vcenter: vcenter.to_owned(),
-            reason: e.to_string(),
-        })?;
-    let config = match trust {
+        .map_err(|e| bad_bundle(e.to_string()))?;
+    let webpki = |roots: RootCertStore| -> Result<Arc<dyn ServerCertVerifier>, TlsError> {
+        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| bad_bundle(e.to_string()))?;
+        Ok(verifier)
+    };
+    let inner: Arc<dyn ServerCertVerifier> = match trust {
         Trust::SystemRoots => {
             let mut roots = RootCertStore::empty();
             let native = rustls_native_certs::load_native_certs();
             roots.add_parsable_certificates(native.certs);
-            builder.with_root_certificates(roots).with_no_client_auth()
+            webpki(roots)?
         }
         Trust::CaBundle(pem) => {
             let mut roots = RootCertStore::empty();
             let certs: Vec<CertificateDer<'static>> =
                 CertificateDer::pem_slice_iter(pem.as_bytes())
                     .collect::<Result<_, _>>()
-                    .map_err(|e| TlsError::BadCaBundle {
-                        vcenter: vcenter.to_owned(),
-                        reason: e.to_string(),
-                    })?;
+                    .map_err(|e| bad_bundle(e.to_string()))?;
             let (added, _) = roots.add_parsable_certificates(certs);
             if added == 0 {
-                return Err(TlsError::BadCaBundle {
-                    vcenter: vcenter.to_owned(),
-                    reason: "no certificate in it".into(),
-                });
+                return Err(bad_bundle("no certificate in it".into()));
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            webpki(roots)?
         }
         Trust::Thumbprint(expected) => {
             let expected = normalize(expected)
@@ -112,29 +128,83 @@ pub fn client_config(vcenter: &str, trust: &Trust) -> Result<ClientConfig, TlsEr
                 .ok_or_else(|| TlsError::BadThumbprint {
                     vcenter: vcenter.to_owned(),
                 })?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptIf {
-                    check: Check::Thumbprint(expected),
-                    provider: provider(),
-                }))
-                .with_no_client_auth()
+            Arc::new(AcceptIf {
+                check: Check::Thumbprint(expected),
+                provider: provider(),
+            })
         }
         Trust::Insecure => {
             tracing::warn!(
                 vcenter,
                 "TLS certificate verification is OFF for this vCenter (insecure: true): anyone on the network path can impersonate it; pin its thumbprint or give its CA bundle instead"
             );
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptIf {
-                    check: Check::Anything,
-                    provider: provider(),
-                }))
-                .with_no_client_auth()
+            Arc::new(AcceptIf {
+                check: Check::Anything,
+                provider: provider(),
+            })
         }
     };
-    Ok(config)
+    let seen = SeenCertificate::default();
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Recording {
+            inner,
+            seen: Arc::clone(&seen),
+        }))
+        .with_no_client_auth();
+    Ok((config, seen))
+}
+
+/// Keeps the end-entity certificate that `inner` accepted.
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<dyn ServerCertVerifier>,
+    seen: SeenCertificate,
+}
+
+impl ServerCertVerifier for Recording {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(end_entity.as_ref().to_vec());
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Upper-case hex without separators, or `None` if not hex.
