@@ -240,26 +240,12 @@ impl Tagging {
         Ok((status, text))
     }
 
-    /// One vAPI call; `rest` and `api` are the paths of the two forms, `body`
-    /// the request (wrapped for `/rest` as it expects). Returns the unwrapped
-    /// answer (`Null` when there is none). An expired session is renewed
-    /// once.
-    async fn call(
-        &self,
-        method: Method,
-        api: &str,
-        rest: &str,
-        body: Option<Value>,
-        rest_wrap: Option<&str>,
-    ) -> Result<Value, VSphereError> {
-        let path = match self.flavor {
-            Flavor::Api => api,
-            Flavor::Rest => rest,
-        };
-        let body = body.map(|body| match (self.flavor, rest_wrap) {
-            (Flavor::Rest, Some(key)) => json!({ key: body }),
-            _ => body,
-        });
+    /// One vAPI call in this vCenter's form of the API. Returns the
+    /// unwrapped answer (`Null` when there is none). An expired session is
+    /// renewed once.
+    async fn call(&self, call: Call) -> Result<Value, VSphereError> {
+        let (method, path, body) = call.route(self.flavor);
+        let path = path.as_str();
         let error = |kind| self.error(&format!("{method} {path}"), kind);
         let (mut status, mut text) = self
             .send_once(&method, path, body.as_ref())
@@ -331,26 +317,11 @@ impl Tagging {
     pub async fn categories(&self) -> Result<Vec<Category>, VSphereError> {
         let ids: Vec<String> = self.parse_list(
             "list categories",
-            self.call(
-                Method::GET,
-                "/api/cis/tagging/category",
-                "/rest/com/vmware/cis/tagging/category",
-                None,
-                None,
-            )
-            .await?,
+            self.call(calls::list_categories()).await?,
         )?;
         let mut categories = Vec::with_capacity(ids.len());
         for id in ids {
-            let value = self
-                .call(
-                    Method::GET,
-                    &format!("/api/cis/tagging/category/{id}"),
-                    &format!("/rest/com/vmware/cis/tagging/category/id:{id}"),
-                    None,
-                    None,
-                )
-                .await?;
+            let value = self.call(calls::get_category(&id)).await?;
             categories.push(self.parse("read a category", value)?);
         }
         Ok(categories)
@@ -372,47 +343,19 @@ impl Tagging {
         cardinality: Cardinality,
         associable_types: &[&str],
     ) -> Result<String, VSphereError> {
-        let cardinality = match cardinality {
-            Cardinality::Single => "SINGLE",
-            Cardinality::Multiple => "MULTIPLE",
-        };
-        let spec = json!({"name": name, "description": "Created by vmi", "cardinality": cardinality, "associable_types": associable_types});
         let value = self
-            .call(
-                Method::POST,
-                "/api/cis/tagging/category",
-                "/rest/com/vmware/cis/tagging/category",
-                Some(spec),
-                Some("create_spec"),
-            )
+            .call(calls::create_category(name, cardinality, associable_types))
             .await?;
         self.parse("create a category", value)
     }
 
     /// The tags of category `category_id`.
     pub async fn tags_in(&self, category_id: &str) -> Result<Vec<Tag>, VSphereError> {
-        let ids: Vec<String> = self.parse_list(
-            "list tags",
-            self.call(
-                Method::POST,
-                "/api/cis/tagging/tag?action=list-tags-for-category",
-                &format!("/rest/com/vmware/cis/tagging/tag/id:{category_id}?~action=list-tags-for-category"),
-                (self.flavor == Flavor::Api).then(|| json!({"category_id": category_id})),
-                None,
-            )
-            .await?,
-        )?;
+        let ids: Vec<String> =
+            self.parse_list("list tags", self.call(calls::list_tags(category_id)).await?)?;
         let mut tags = Vec::with_capacity(ids.len());
         for id in ids {
-            let value = self
-                .call(
-                    Method::GET,
-                    &format!("/api/cis/tagging/tag/{id}"),
-                    &format!("/rest/com/vmware/cis/tagging/tag/id:{id}"),
-                    None,
-                    None,
-                )
-                .await?;
+            let value = self.call(calls::get_tag(&id)).await?;
             tags.push(self.parse("read a tag", value)?);
         }
         Ok(tags)
@@ -420,45 +363,174 @@ impl Tagging {
 
     /// Creates tag `name` in category `category_id` and returns its id.
     pub async fn create_tag(&self, category_id: &str, name: &str) -> Result<String, VSphereError> {
-        let spec =
-            json!({"name": name, "description": "Created by vmi", "category_id": category_id});
-        let value = self
-            .call(
-                Method::POST,
-                "/api/cis/tagging/tag",
-                "/rest/com/vmware/cis/tagging/tag",
-                Some(spec),
-                Some("create_spec"),
-            )
-            .await?;
+        let value = self.call(calls::create_tag(category_id, name)).await?;
         self.parse("create a tag", value)
     }
 
     /// Attaches tag `tag_id` to `object`.
     pub async fn attach(&self, tag_id: &str, object: &MoRef) -> Result<(), VSphereError> {
-        self.call(
-            Method::POST,
-            &format!("/api/cis/tagging/tag-association/{tag_id}?action=attach"),
-            &format!("/rest/com/vmware/cis/tagging/tag-association/id:{tag_id}?~action=attach"),
-            Some(json!({"object_id": object_id(object)})),
-            None,
-        )
-        .await
-        .map(|_| ())
+        self.call(calls::attach(tag_id, object)).await.map(|_| ())
     }
 
     /// The ids of the tags attached to `object`.
     pub async fn attached_tags(&self, object: &MoRef) -> Result<Vec<String>, VSphereError> {
-        let value = self
-            .call(
-                Method::POST,
-                "/api/cis/tagging/tag-association?action=list-attached-tags",
-                "/rest/com/vmware/cis/tagging/tag-association?~action=list-attached-tags",
-                Some(json!({"object_id": object_id(object)})),
-                None,
-            )
-            .await?;
+        let value = self.call(calls::attached_tags(object)).await?;
         self.parse_list("list attached tags", value)
+    }
+}
+
+/// One vAPI request in both forms: the `/api` path, the `/rest` path, the
+/// body, and what `/rest` makes of the body.
+#[derive(Debug, Clone, PartialEq)]
+struct Call {
+    method: Method,
+    api: String,
+    rest: String,
+    body: Option<Value>,
+    rest_body: RestBody,
+}
+
+/// How the `/rest` form carries a request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RestBody {
+    /// As `/api` does.
+    Same,
+    /// Wrapped in an object under this key (`create_spec`).
+    Wrapped(&'static str),
+    /// Not at all (the arguments are in the path).
+    Omitted,
+}
+
+impl Call {
+    /// Method, path and body in `flavor`.
+    fn route(self, flavor: Flavor) -> (Method, String, Option<Value>) {
+        match flavor {
+            Flavor::Api => (self.method, self.api, self.body),
+            Flavor::Rest => {
+                let body = match self.rest_body {
+                    RestBody::Same => self.body,
+                    RestBody::Wrapped(key) => self.body.map(|body| json!({ key: body })),
+                    RestBody::Omitted => None,
+                };
+                (self.method, self.rest, body)
+            }
+        }
+    }
+}
+
+/// The requests, written from the vSphere Automation API reference for
+/// `/api` and from what vCenter (and vcsim) serve for `/rest`.
+mod calls {
+    use super::{Call, Cardinality, Method, MoRef, RestBody, Value, json, object_id};
+
+    fn call(method: Method, api: String, rest: String) -> Call {
+        Call {
+            method,
+            api,
+            rest,
+            body: None,
+            rest_body: RestBody::Same,
+        }
+    }
+
+    pub(super) fn list_categories() -> Call {
+        call(
+            Method::GET,
+            "/api/cis/tagging/category".into(),
+            "/rest/com/vmware/cis/tagging/category".into(),
+        )
+    }
+
+    pub(super) fn get_category(id: &str) -> Call {
+        call(
+            Method::GET,
+            format!("/api/cis/tagging/category/{id}"),
+            format!("/rest/com/vmware/cis/tagging/category/id:{id}"),
+        )
+    }
+
+    pub(super) fn create_category(
+        name: &str,
+        cardinality: Cardinality,
+        associable_types: &[&str],
+    ) -> Call {
+        let cardinality = match cardinality {
+            Cardinality::Single => "SINGLE",
+            Cardinality::Multiple => "MULTIPLE",
+        };
+        Call {
+            body: Some(
+                json!({"name": name, "description": "Created by vmi", "cardinality": cardinality, "associable_types": associable_types}),
+            ),
+            rest_body: RestBody::Wrapped("create_spec"),
+            ..call(
+                Method::POST,
+                "/api/cis/tagging/category".into(),
+                "/rest/com/vmware/cis/tagging/category".into(),
+            )
+        }
+    }
+
+    /// The `/api` form names the category in the body, `/rest` in the path.
+    pub(super) fn list_tags(category_id: &str) -> Call {
+        let mut list = call(
+            Method::POST,
+            "/api/cis/tagging/tag?action=list-tags-for-category".into(),
+            format!(
+                "/rest/com/vmware/cis/tagging/tag/id:{category_id}?~action=list-tags-for-category"
+            ),
+        );
+        list.body = Some(json!({"category_id": category_id}));
+        list.rest_body = RestBody::Omitted;
+        list
+    }
+
+    pub(super) fn get_tag(id: &str) -> Call {
+        call(
+            Method::GET,
+            format!("/api/cis/tagging/tag/{id}"),
+            format!("/rest/com/vmware/cis/tagging/tag/id:{id}"),
+        )
+    }
+
+    pub(super) fn create_tag(category_id: &str, name: &str) -> Call {
+        Call {
+            body: Some(
+                json!({"name": name, "description": "Created by vmi", "category_id": category_id}),
+            ),
+            rest_body: RestBody::Wrapped("create_spec"),
+            ..call(
+                Method::POST,
+                "/api/cis/tagging/tag".into(),
+                "/rest/com/vmware/cis/tagging/tag".into(),
+            )
+        }
+    }
+
+    pub(super) fn attach(tag_id: &str, object: &MoRef) -> Call {
+        Call {
+            body: Some(object_body(object)),
+            ..call(
+                Method::POST,
+                format!("/api/cis/tagging/tag-association/{tag_id}?action=attach"),
+                format!("/rest/com/vmware/cis/tagging/tag-association/id:{tag_id}?~action=attach"),
+            )
+        }
+    }
+
+    pub(super) fn attached_tags(object: &MoRef) -> Call {
+        Call {
+            body: Some(object_body(object)),
+            ..call(
+                Method::POST,
+                "/api/cis/tagging/tag-association?action=list-attached-tags".into(),
+                "/rest/com/vmware/cis/tagging/tag-association?~action=list-attached-tags".into(),
+            )
+        }
+    }
+
+    fn object_body(object: &MoRef) -> Value {
+        json!({"object_id": object_id(object)})
     }
 }
 
@@ -485,5 +557,112 @@ impl Drop for Tagging {
             };
             tracing::info!(vcenter = %server, outcome, "vAPI session closed on drop");
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routed(call: Call, flavor: Flavor) -> (String, String, String) {
+        let (method, path, body) = call.route(flavor);
+        (
+            method.to_string(),
+            path,
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        )
+    }
+
+    /// The `/api` form (vCenter 7.0U2 and later) is not served by vcsim, so
+    /// its requests are pinned here; `/rest` is exercised against vcsim.
+    #[test]
+    fn both_forms_of_every_tagging_request() {
+        let folder = MoRef::new("Folder", "group-v7");
+        let cases = [
+            (
+                calls::create_category("openshift-zone", Cardinality::Single, &["Folder"]),
+                (
+                    "POST",
+                    "/api/cis/tagging/category",
+                    r#"{"associable_types":["Folder"],"cardinality":"SINGLE","description":"Created by vmi","name":"openshift-zone"}"#,
+                ),
+                (
+                    "POST",
+                    "/rest/com/vmware/cis/tagging/category",
+                    r#"{"create_spec":{"associable_types":["Folder"],"cardinality":"SINGLE","description":"Created by vmi","name":"openshift-zone"}}"#,
+                ),
+            ),
+            (
+                calls::get_category("urn:c1"),
+                ("GET", "/api/cis/tagging/category/urn:c1", ""),
+                ("GET", "/rest/com/vmware/cis/tagging/category/id:urn:c1", ""),
+            ),
+            (
+                calls::list_tags("urn:c1"),
+                (
+                    "POST",
+                    "/api/cis/tagging/tag?action=list-tags-for-category",
+                    r#"{"category_id":"urn:c1"}"#,
+                ),
+                (
+                    "POST",
+                    "/rest/com/vmware/cis/tagging/tag/id:urn:c1?~action=list-tags-for-category",
+                    "",
+                ),
+            ),
+            (
+                calls::create_tag("urn:c1", "us-east-1a"),
+                (
+                    "POST",
+                    "/api/cis/tagging/tag",
+                    r#"{"category_id":"urn:c1","description":"Created by vmi","name":"us-east-1a"}"#,
+                ),
+                (
+                    "POST",
+                    "/rest/com/vmware/cis/tagging/tag",
+                    r#"{"create_spec":{"category_id":"urn:c1","description":"Created by vmi","name":"us-east-1a"}}"#,
+                ),
+            ),
+            (
+                calls::attach("urn:t1", &folder),
+                (
+                    "POST",
+                    "/api/cis/tagging/tag-association/urn:t1?action=attach",
+                    r#"{"object_id":{"id":"group-v7","type":"Folder"}}"#,
+                ),
+                (
+                    "POST",
+                    "/rest/com/vmware/cis/tagging/tag-association/id:urn:t1?~action=attach",
+                    r#"{"object_id":{"id":"group-v7","type":"Folder"}}"#,
+                ),
+            ),
+            (
+                calls::attached_tags(&folder),
+                (
+                    "POST",
+                    "/api/cis/tagging/tag-association?action=list-attached-tags",
+                    r#"{"object_id":{"id":"group-v7","type":"Folder"}}"#,
+                ),
+                (
+                    "POST",
+                    "/rest/com/vmware/cis/tagging/tag-association?~action=list-attached-tags",
+                    r#"{"object_id":{"id":"group-v7","type":"Folder"}}"#,
+                ),
+            ),
+        ];
+        for (call, api, rest) in cases {
+            for (flavor, (method, path, body)) in [(Flavor::Api, api), (Flavor::Rest, rest)] {
+                assert_eq!(
+                    routed(call.clone(), flavor),
+                    (method.to_owned(), path.to_owned(), body.to_owned()),
+                    "{flavor:?}"
+                );
+            }
+        }
+        assert_eq!(
+            routed(calls::list_categories(), Flavor::Api).1,
+            "/api/cis/tagging/category"
+        );
+        assert_eq!(Flavor::Api.session_path(), "/api/session");
     }
 }
