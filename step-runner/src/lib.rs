@@ -12,18 +12,17 @@ pub mod logging;
 pub mod target;
 pub mod vsphere;
 
-use vmi_api::Step;
+pub mod backup;
+pub mod context;
+pub mod report;
+pub mod steps;
+
+use vmi_api::{Step, labels};
+
+use context::{StepContext, StepError};
 
 /// Why a `vmi-step` run failed; its message is the last line the run logs.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The step exists in the pipeline but has no implementation yet.
-    #[error("step {0} is not implemented yet")]
-    NotImplemented(&'static str),
-    /// The step's undo has no implementation yet.
-    #[error("the undo of step {0} is not implemented yet")]
-    UndoNotImplemented(&'static str),
-}
+pub type RunError = StepError;
 
 /// What `vmi-step` was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,11 +38,42 @@ pub enum Action {
     },
 }
 
-/// Carries out `invocation`. Every step is refused until it is implemented.
-pub fn run(invocation: &cli::Invocation) -> Result<(), RunError> {
-    match invocation.action {
-        Action::Step(step) => Err(RunError::NotImplemented(step.name())),
-        Action::Undo(step) => Err(RunError::UndoNotImplemented(step.name())),
-        Action::Plan { .. } => Err(RunError::NotImplemented("plan")),
+/// The attempt this run is, from the Job's environment (1 outside a Job).
+fn attempt() -> i32 {
+    std::env::var(labels::ATTEMPT_ENV)
+        .ok()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Carries out `invocation`: runs or undoes the step, verifies it, and
+/// records its outcome in the vmi's status.
+pub async fn run(invocation: &cli::Invocation) -> Result<(), RunError> {
+    let (step, entry) = match invocation.action {
+        Action::Step(step) => (step, report::Entry::Run),
+        Action::Undo(step) => (step, report::Entry::Undo),
+        Action::Plan { .. } => return Err(StepError::NotImplemented("plan")),
+    };
+    let undo = entry == report::Entry::Undo;
+    if !steps::implemented(step, undo) {
+        return Err(if undo {
+            StepError::UndoNotImplemented(step.name())
+        } else {
+            StepError::NotImplemented(step.name())
+        });
     }
+    let client = context::client(invocation.kubeconfig.as_deref()).await?;
+    let context = StepContext::load(client, invocation.vmi.clone(), step, attempt()).await?;
+    let outcome = match entry {
+        report::Entry::Run => steps::run(&context).await?,
+        report::Entry::Undo => steps::undo(&context).await?,
+    };
+    tracing::info!(
+        step = step.name(),
+        changes = ?outcome.changes,
+        backups = ?outcome.backups,
+        "{}",
+        outcome.result
+    );
+    report::record(&context, entry, &outcome).await
 }

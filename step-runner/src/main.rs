@@ -23,7 +23,17 @@ fn main() -> ExitCode {
     };
     logging::init(invocation.log_format);
     tracing::info!(vmi = %invocation.vmi, action = ?invocation.action, "vmi-step starting");
-    match run(&invocation) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("vmi-step: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&invocation)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(vmi = %invocation.vmi, "{err}");

@@ -44,3 +44,20 @@ fn a_bad_command_line_exits_2() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("<namespace>/<name>"));
 }
+
+#[test]
+fn without_a_cluster_a_step_says_how_to_name_one() {
+    let home = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_vmi-step"))
+        .args(["disable-cvo", "--vmi", "vmi-system/m1"])
+        .env_remove("RUST_LOG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("KUBECONFIG", home.path().join("missing"))
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("pass --kubeconfig"), "last line: {last}");
+}

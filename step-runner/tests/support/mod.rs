@@ -98,3 +98,87 @@ pub async fn lookup(vcenter: &VCenter, path: &str) -> MoRef {
         .unwrap()
         .unwrap_or_else(|| panic!("{path} exists"))
 }
+
+/// A vmi for steps to work on, made from `deploy/samples/vmi.yaml` in a new
+/// namespace of `cluster`, with a status that has an entry for `steps` (as
+/// the orchestrator writes before it starts their Jobs) and, when given,
+/// the migration path preflight chose.
+pub async fn step_vmi(
+    cluster: &vmi_sim::seed::SimCluster,
+    client: &kube::Client,
+    path: Option<vmi_api::migration::MigrationPath>,
+    steps: &[vmi_api::Step],
+) -> vmi_step_runner::target::VmiRef {
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use vmi_api::VSphereMigrationInfra;
+
+    let namespace = cluster.plane.namespace(client, "vmi").await.unwrap();
+    let mut sample: serde_json::Value =
+        serde_saphyr::from_str(include_str!("../../../deploy/samples/vmi.yaml")).unwrap();
+    sample["metadata"] = serde_json::json!({"name": "move", "namespace": namespace});
+    sample["spec"]["state"] = serde_json::json!("Running");
+    let vmi: VSphereMigrationInfra = serde_json::from_value(sample).unwrap();
+    let api: Api<VSphereMigrationInfra> = Api::namespaced(client.clone(), &namespace);
+    api.create(&PostParams::default(), &vmi).await.unwrap();
+    let entries: Vec<serde_json::Value> = steps
+        .iter()
+        .map(|step| {
+            let index = vmi_api::Step::ALL.iter().position(|s| s == step).unwrap();
+            serde_json::json!({
+                "index": index, "name": step.name(),
+                "jobName": format!("vmi-step-{index:02}-{}", step.name()),
+                "attempt": 1, "state": "Running",
+            })
+        })
+        .collect();
+    let mut status = serde_json::json!({"phase": "Running", "steps": entries});
+    if let Some(path) = path {
+        status["migrationPath"] = serde_json::json!({"path": path, "reason": "set by the test"});
+    }
+    api.patch_status(
+        "move",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": status })),
+    )
+    .await
+    .unwrap();
+    vmi_step_runner::target::VmiRef {
+        namespace,
+        name: "move".into(),
+    }
+}
+
+/// Runs `action` of the step-runner on `vmi` with `cluster`'s admin
+/// kubeconfig, as `vmi-step` does.
+pub async fn run_step(
+    cluster: &vmi_sim::seed::SimCluster,
+    vmi: &vmi_step_runner::target::VmiRef,
+    action: vmi_step_runner::Action,
+) -> Result<(), vmi_step_runner::RunError> {
+    vmi_step_runner::run(&vmi_step_runner::cli::Invocation {
+        action,
+        vmi: vmi.clone(),
+        kubeconfig: Some(cluster.plane.kubeconfig().to_owned()),
+        log_format: vmi_step_runner::logging::LogFormat::Text,
+    })
+    .await
+}
+
+/// The status entry of `step` in `vmi`.
+pub async fn step_status(
+    client: &kube::Client,
+    vmi: &vmi_step_runner::target::VmiRef,
+    step: vmi_api::Step,
+) -> vmi_api::migration::StepStatus {
+    let api: kube::api::Api<vmi_api::VSphereMigrationInfra> =
+        kube::api::Api::namespaced(client.clone(), &vmi.namespace);
+    api.get_status(&vmi.name)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .steps
+        .into_iter()
+        .find(|s| s.name == step.name())
+        .unwrap()
+}

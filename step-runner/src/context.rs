@@ -1,0 +1,161 @@
+//! What every step starts from: the Kubernetes client, the vmi it works for
+//! (read fresh), which step and attempt this is, and the ways a step fails.
+
+use kube::api::Api;
+use kube::{Client, Config};
+use vmi_api::migration::MigrationPath;
+use vmi_api::{Step, VSphereMigrationInfra};
+
+use crate::target::VmiRef;
+use crate::vsphere::VSphereError;
+
+/// Why a step failed. The message is the last line the step logs, which the
+/// orchestrator copies into the vmi's status: it says what is wrong and
+/// what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// A Kubernetes call failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What the step was doing, naming the object.
+        action: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A vCenter call failed.
+    #[error(transparent)]
+    VSphere(#[from] VSphereError),
+    /// The cluster or the vmi is not in a state this step can work from;
+    /// nothing was changed.
+    #[error("{0}")]
+    Refused(String),
+    /// The step made its change but could not confirm the result.
+    #[error("{0}")]
+    Unverified(String),
+    /// The step has no implementation yet.
+    #[error("step {0} is not implemented yet")]
+    NotImplemented(&'static str),
+    /// The step's undo has no implementation yet.
+    #[error("the undo of step {0} is not implemented yet")]
+    UndoNotImplemented(&'static str),
+}
+
+impl StepError {
+    /// A Kubernetes failure while doing `action`.
+    pub fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> StepError {
+        let action = action.into();
+        move |source| StepError::Kube { action, source }
+    }
+}
+
+/// What a step did, recorded in its status entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// One line: what the step found and did.
+    pub result: String,
+    /// Each object changed, e.g. `Deployment openshift-cluster-version/cluster-version-operator: replicas 1 → 0`.
+    pub changes: Vec<String>,
+    /// Each backup taken, e.g. `ConfigMap vmi-system/vmi-backup-move: 01-disable-cvo.replicas`.
+    pub backups: Vec<String>,
+}
+
+impl Outcome {
+    /// An outcome that changed nothing, with `result` saying why.
+    pub fn unchanged(result: impl Into<String>) -> Outcome {
+        Outcome {
+            result: result.into(),
+            ..Outcome::default()
+        }
+    }
+}
+
+/// Everything a step needs to start.
+#[derive(Clone)]
+pub struct StepContext {
+    /// The Kubernetes client (the step-runner service account in a Job).
+    pub client: Client,
+    /// The vmi by namespace and name.
+    pub vmi_ref: VmiRef,
+    /// The vmi as read when the step started.
+    pub vmi: VSphereMigrationInfra,
+    /// The step being run.
+    pub step: Step,
+    /// The attempt (1 for the first Job of the step).
+    pub attempt: i32,
+}
+
+impl std::fmt::Debug for StepContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "StepContext({} {} attempt {})",
+            self.vmi_ref,
+            self.step.name(),
+            self.attempt
+        )
+    }
+}
+
+/// A client from `kubeconfig`, or from `$KUBECONFIG` / the pod's service
+/// account when none is given.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, StepError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                StepError::Refused(format!("cannot read kubeconfig {}: {e}", path.display()))
+            })?;
+            Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .map_err(|e| {
+                    StepError::Refused(format!("kubeconfig {} is not usable: {e}", path.display()))
+                })?
+        }
+        None => Config::infer().await.map_err(|e| {
+            StepError::Refused(format!(
+                "no Kubernetes configuration: not in a pod and no usable $KUBECONFIG ({e}); pass --kubeconfig"
+            ))
+        })?,
+    };
+    Client::try_from(config)
+        .map_err(|e| StepError::Refused(format!("cannot build a Kubernetes client: {e}")))
+}
+
+impl StepContext {
+    /// Reads the vmi and sets up the context for `step`.
+    pub async fn load(
+        client: Client,
+        vmi_ref: VmiRef,
+        step: Step,
+        attempt: i32,
+    ) -> Result<StepContext, StepError> {
+        let api: Api<VSphereMigrationInfra> = Api::namespaced(client.clone(), &vmi_ref.namespace);
+        let vmi = api
+            .get(&vmi_ref.name)
+            .await
+            .map_err(StepError::kube(format!("read vmi {vmi_ref}")))?;
+        Ok(StepContext {
+            client,
+            vmi_ref,
+            vmi,
+            step,
+            attempt,
+        })
+    }
+
+    /// The migration path preflight chose, with its reason; a step that
+    /// depends on it refuses to run before preflight has recorded it.
+    pub fn migration_path(&self) -> Result<(MigrationPath, String), StepError> {
+        self.vmi
+            .status
+            .as_ref()
+            .and_then(|s| s.migration_path.as_ref())
+            .map(|d| (d.path, d.reason.clone()))
+            .ok_or_else(|| {
+                StepError::Refused(format!(
+                    "vmi {} has no migration path in its status: step 00 preflight records it; run preflight (state: Pending or Running) first",
+                    self.vmi_ref
+                ))
+            })
+    }
+}

@@ -1,0 +1,31 @@
+//! The steps, one module each, and the dispatch from a step name to its
+//! run and undo.
+
+pub mod disable_cvo;
+
+use vmi_api::Step;
+
+use crate::context::{Outcome, StepContext, StepError};
+
+/// Whether `step` (or its undo) is implemented, so that an unimplemented
+/// one fails before anything is read or changed.
+pub fn implemented(step: Step, undo: bool) -> bool {
+    let _ = undo;
+    matches!(step, Step::DisableCvo)
+}
+
+/// Runs the context's step.
+pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
+    match context.step {
+        Step::DisableCvo => disable_cvo::run(context).await,
+        other => Err(StepError::NotImplemented(other.name())),
+    }
+}
+
+/// Undoes the context's step from its backup.
+pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
+    match context.step {
+        Step::DisableCvo => disable_cvo::undo(context).await,
+        other => Err(StepError::UndoNotImplemented(other.name())),
+    }
+}
