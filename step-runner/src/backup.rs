@@ -55,6 +55,16 @@ impl Backups {
     /// Stores `value` under `key` unless a backup is already there; returns
     /// whether this call took it. Verified by reading it back.
     pub async fn save_once(&self, key: &str, value: &str) -> Result<bool, StepError> {
+        self.save(key, value, false).await
+    }
+
+    /// Stores `value` under `key`, replacing what is there: for records that
+    /// grow as a step goes (what it created), not for prior state.
+    pub async fn save_replacing(&self, key: &str, value: &str) -> Result<(), StepError> {
+        self.save(key, value, true).await.map(|_| ())
+    }
+
+    async fn save(&self, key: &str, value: &str, replace: bool) -> Result<bool, StepError> {
         for _ in 0..5 {
             let current = self
                 .api
@@ -62,7 +72,13 @@ impl Backups {
                 .await
                 .map_err(StepError::kube(format!("read backups {}", self.name)))?;
             let result = match current {
-                Some(map) if map.data.as_ref().is_some_and(|d| d.contains_key(key)) => {
+                Some(map)
+                    if map
+                        .data
+                        .as_ref()
+                        .and_then(|d| d.get(key))
+                        .is_some_and(|v| !replace || v == value) =>
+                {
                     return Ok(false);
                 }
                 Some(mut map) => {

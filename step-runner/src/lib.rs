@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod logging;
 pub mod target;
+pub mod vcenters;
 pub mod vsphere;
 
 pub mod backup;

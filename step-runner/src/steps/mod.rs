@@ -1,6 +1,7 @@
 //! The steps, one module each, and the dispatch from a step name to its
 //! run and undo.
 
+pub mod create_folder;
 pub mod disable_cvo;
 
 use vmi_api::Step;
@@ -11,13 +12,14 @@ use crate::context::{Outcome, StepContext, StepError};
 /// one fails before anything is read or changed.
 pub fn implemented(step: Step, undo: bool) -> bool {
     let _ = undo;
-    matches!(step, Step::DisableCvo)
+    matches!(step, Step::DisableCvo | Step::CreateFolder)
 }
 
 /// Runs the context's step.
 pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     match context.step {
         Step::DisableCvo => disable_cvo::run(context).await,
+        Step::CreateFolder => create_folder::run(context).await,
         other => Err(StepError::NotImplemented(other.name())),
     }
 }
@@ -26,6 +28,7 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
 pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
     match context.step {
         Step::DisableCvo => disable_cvo::undo(context).await,
+        Step::CreateFolder => create_folder::undo(context).await,
         other => Err(StepError::UndoNotImplemented(other.name())),
     }
 }

@@ -117,6 +117,7 @@ pub async fn step_vmi(
         serde_saphyr::from_str(include_str!("../../../deploy/samples/vmi.yaml")).unwrap();
     sample["metadata"] = serde_json::json!({"name": "move", "namespace": namespace});
     sample["spec"]["state"] = serde_json::json!("Running");
+    point_at_simulated_target(cluster, client, &namespace, &mut sample).await;
     let vmi: VSphereMigrationInfra = serde_json::from_value(sample).unwrap();
     let api: Api<VSphereMigrationInfra> = Api::namespaced(client.clone(), &namespace);
     api.create(&PostParams::default(), &vmi).await.unwrap();
@@ -181,4 +182,53 @@ pub async fn step_status(
         .into_iter()
         .find(|s| s.name == step.name())
         .unwrap()
+}
+
+/// Rewrites a vmi spec to move `cluster` to its simulated target vCenter,
+/// and creates the credentials Secret it names.
+async fn point_at_simulated_target(
+    cluster: &vmi_sim::seed::SimCluster,
+    client: &kube::Client,
+    namespace: &str,
+    vmi: &mut serde_json::Value,
+) {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, PostParams};
+
+    let (target, inventory) = (&cluster.target, &cluster.target_inventory);
+    vmi["spec"]["source"] = serde_json::json!({
+        "server": cluster.source.server,
+        "tls": {"thumbprint": cluster.source.thumbprint_sha256},
+    });
+    vmi["spec"]["vcenters"] = serde_json::json!([{
+        "server": target.server,
+        "port": target.port,
+        "datacenters": [inventory.datacenter],
+        "tls": {"thumbprint": target.thumbprint_sha256},
+    }]);
+    vmi["spec"]["failureDomains"] = serde_json::json!([{
+        "name": "target-1", "region": "region-b", "zone": "zone-b", "server": target.server,
+        "topology": {
+            "datacenter": inventory.datacenter,
+            "computeCluster": inventory.cluster_path(),
+            "networks": [inventory.network_path()],
+            "datastore": inventory.datastore_path(),
+            "template": format!("/{}/vm/{}", inventory.datacenter, inventory.template),
+        },
+    }]);
+    vmi["spec"]["workers"]["failureDomains"] =
+        serde_json::json!([{"name": "target-1", "replicas": 2}]);
+    vmi["spec"]["controlPlane"]["failureDomains"] = serde_json::json!(["target-1"]);
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": vmi["spec"]["credentialsSecret"]["name"], "namespace": namespace},
+        "stringData": {
+            format!("{}.username", target.server): target.username,
+            format!("{}.password", target.server): target.password,
+        },
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
 }
