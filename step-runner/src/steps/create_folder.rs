@@ -23,6 +23,14 @@ pub struct CreatedFolder {
     pub path: String,
 }
 
+/// Logs out now: a step's runtime ends with the step, so a logout left to
+/// `Drop` might never be sent.
+async fn close(vcenter: &VCenter) {
+    if let Err(err) = vcenter.logout().await {
+        tracing::warn!(vcenter = %vcenter.server(), "could not log out: {err}");
+    }
+}
+
 /// The folder at `path`, if it exists; something else there is refused.
 async fn existing_folder(vcenter: &VCenter, path: &str) -> Result<Option<MoRef>, StepError> {
     match vcenter.find_by_inventory_path(path).await? {
@@ -62,10 +70,13 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
                 ))
             })?;
             // Recorded before the change, so an interrupted run's folder is undone too.
-            created.push(CreatedFolder {
+            let record = CreatedFolder {
                 server: target.server.clone(),
                 path: path.clone(),
-            });
+            };
+            if !created.contains(&record) {
+                created.push(record);
+            }
             let list = serde_json::to_string(&created)
                 .map_err(|e| StepError::Refused(format!("internal: {e}")))?;
             backups.save_replacing(CREATED_BACKUP, &list).await?;
@@ -81,6 +92,7 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
                 target.server
             ));
         }
+        close(&vcenter).await;
     }
     if !created.is_empty() && outcome.backups.is_empty() && !outcome.changes.is_empty() {
         outcome.backups.push(backups.describe(CREATED_BACKUP));
@@ -112,6 +124,7 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
     for folder in &created {
         let vcenter = connect_target(context, &folder.server).await?;
         let Some(found) = existing_folder(&vcenter, &folder.path).await? else {
+            close(&vcenter).await;
             continue;
         };
         let children = vcenter.properties(&found, &["childEntity"]).await?;
@@ -120,6 +133,7 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
             .is_some_and(|c| !c.children.is_empty())
         {
             kept.push(format!("{}:{} (not empty)", folder.server, folder.path));
+            close(&vcenter).await;
             continue;
         }
         vcenter.destroy(&found).await?;
@@ -133,6 +147,7 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
             "vCenter {}: removed folder {}",
             folder.server, folder.path
         ));
+        close(&vcenter).await;
     }
     outcome.result = match (outcome.changes.len(), kept.is_empty()) {
         (0, true) => "no folder created by this migration is left; nothing changed".into(),
