@@ -9,18 +9,17 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, PostParams};
+use vmi_api::labels;
 
 use crate::context::{StepContext, StepError};
-
-/// Label on the backup ConfigMap naming its vmi.
-const VMI_LABEL: &str = "vmi.config.openshift.io/migration";
 
 /// The backups of one vmi.
 #[derive(Clone)]
 pub struct Backups {
     api: Api<ConfigMap>,
+    namespace: String,
     name: String,
-    vmi: String,
+    vmi_name: String,
 }
 
 impl Backups {
@@ -28,18 +27,15 @@ impl Backups {
     pub fn of(context: &StepContext) -> Backups {
         Backups {
             api: Api::namespaced(context.client.clone(), &context.vmi_ref.namespace),
+            namespace: context.vmi_ref.namespace.clone(),
             name: format!("vmi-backup-{}", context.vmi_ref.name),
-            vmi: context.vmi_ref.to_string(),
+            vmi_name: context.vmi_ref.name.clone(),
         }
     }
 
     /// Where backup `key` lives, for status and docs.
     pub fn describe(&self, key: &str) -> String {
-        format!("ConfigMap {}/{}: {key}", self.namespace(), self.name)
-    }
-
-    fn namespace(&self) -> &str {
-        self.vmi.split('/').next().unwrap_or_default()
+        format!("ConfigMap {}/{}: {key}", self.namespace, self.name)
     }
 
     /// Backup `key`, if taken.
@@ -95,8 +91,8 @@ impl Backups {
                         metadata: ObjectMeta {
                             name: Some(self.name.clone()),
                             labels: Some(BTreeMap::from([(
-                                VMI_LABEL.to_owned(),
-                                self.vmi.split('/').nth(1).unwrap_or_default().to_owned(),
+                                labels::MIGRATION.to_owned(),
+                                self.vmi_name.clone(),
                             )])),
                             ..ObjectMeta::default()
                         },

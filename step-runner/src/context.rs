@@ -58,6 +58,9 @@ pub struct Outcome {
     pub changes: Vec<String>,
     /// Each backup taken, e.g. `ConfigMap vmi-system/vmi-backup-move: 01-disable-cvo.replicas`.
     pub backups: Vec<String>,
+    /// The step was not needed on this migration (the result says why); its
+    /// entry becomes `Skipped`, and a rollback has nothing to undo there.
+    pub skipped: bool,
 }
 
 impl Outcome {
@@ -65,6 +68,15 @@ impl Outcome {
     pub fn unchanged(result: impl Into<String>) -> Outcome {
         Outcome {
             result: result.into(),
+            ..Outcome::default()
+        }
+    }
+
+    /// A step not needed on this migration, with `reason`.
+    pub fn skipped(reason: impl Into<String>) -> Outcome {
+        Outcome {
+            result: format!("skipped: {}", reason.into()),
+            skipped: true,
             ..Outcome::default()
         }
     }

@@ -5,6 +5,7 @@
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use vmi_api::VSphereMigrationInfra;
+use vmi_api::migration::StepState;
 
 use crate::context::{Outcome, StepContext, StepError};
 
@@ -46,6 +47,9 @@ pub async fn record(
                 );
                 ops.push(json!({"op": "add", "path": format!("{base}/changes"), "value": outcome.changes}));
                 ops.push(json!({"op": "add", "path": format!("{base}/backups"), "value": outcome.backups}));
+                if outcome.skipped {
+                    ops.push(json!({"op": "replace", "path": format!("{base}/state"), "value": StepState::Skipped}));
+                }
             }
             Entry::Undo => {
                 if steps[index].undo.is_none() {

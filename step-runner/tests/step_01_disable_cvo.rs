@@ -66,6 +66,7 @@ async fn disable_cvo_on_both_paths() {
         "{entry:?}"
     );
     assert!(entry.changes.is_empty());
+    assert_eq!(entry.state, vmi_api::migration::StepState::Skipped);
     assert_eq!(
         cvo(&client).await.metadata.resource_version,
         before.metadata.resource_version

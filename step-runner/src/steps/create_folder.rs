@@ -94,7 +94,7 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
         }
         close(&vcenter).await;
     }
-    if !created.is_empty() && outcome.backups.is_empty() && !outcome.changes.is_empty() {
+    if !outcome.changes.is_empty() {
         outcome.backups.push(backups.describe(CREATED_BACKUP));
     }
     outcome.result = match (outcome.changes.len(), reused.len()) {

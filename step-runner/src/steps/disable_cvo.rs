@@ -95,8 +95,8 @@ pub async fn scale_and_wait(context: &StepContext, to: i32) -> Result<(), StepEr
 pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     let (path, reason) = context.migration_path()?;
     if path == MigrationPath::Native {
-        return Ok(Outcome::unchanged(format!(
-            "skipped: native path, the cluster-version operator keeps running ({reason})"
+        return Ok(Outcome::skipped(format!(
+            "native path, the cluster-version operator keeps running ({reason})"
         )));
     }
     let deployment = read(context).await?;
@@ -148,6 +148,6 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
     Ok(Outcome {
         result: format!("scaled the cluster-version operator back to {to}"),
         changes: vec![format!("{}: replicas {spec} → {to}", object())],
-        backups: Vec::new(),
+        ..Outcome::default()
     })
 }

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::error::{ErrorKind, VSphereError};
-use super::soap::VCenter;
+use super::soap::{VCenter, transport_kind};
 
 /// How much of a file is read or written at a time.
 const CHUNK: usize = 1 << 20;
@@ -110,7 +110,7 @@ impl VCenter {
             .await?
             .send()
             .await
-            .map_err(|e| self.file_error("HEAD", file, ErrorKind::Transport(e.to_string())))?;
+            .map_err(|e| self.file_error("HEAD", file, transport_kind(&e)))?;
         let status = response.status().as_u16();
         log_transfer(self.server(), "HEAD", file, status, 0, started);
         match status {
@@ -137,7 +137,7 @@ impl VCenter {
             .await?
             .send()
             .await
-            .map_err(|e| self.file_error("GET", file, ErrorKind::Transport(e.to_string())))?;
+            .map_err(|e| self.file_error("GET", file, transport_kind(&e)))?;
         let status = response.status().as_u16();
         if status != 200 {
             log_transfer(self.server(), "GET", file, status, 0, started);
@@ -147,8 +147,7 @@ impl VCenter {
         let mut bytes = 0u64;
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk
-                .map_err(|e| self.file_error("GET", file, ErrorKind::Transport(e.to_string())))?;
+            let chunk = chunk.map_err(|e| self.file_error("GET", file, transport_kind(&e)))?;
             digest.update(&chunk);
             bytes += chunk.len() as u64;
             sink.write_all(&chunk).await.map_err(|e| {
@@ -222,7 +221,7 @@ impl VCenter {
             .body(reqwest::Body::wrap_stream(body))
             .send()
             .await
-            .map_err(|e| self.file_error("PUT", file, ErrorKind::Transport(error_chain(&e))))?;
+            .map_err(|e| self.file_error("PUT", file, transport_kind(&e)))?;
         let status = response.status().as_u16();
         log_transfer(self.server(), "PUT", file, status, length, started);
         if !(200..300).contains(&status) {
@@ -252,17 +251,6 @@ fn file_status_kind(status: u16) -> ErrorKind {
         403 => ErrorKind::NoPermission { privilege: None },
         status => ErrorKind::Http { status },
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 fn log_transfer(

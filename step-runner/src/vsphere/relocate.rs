@@ -41,11 +41,10 @@ impl ServiceLocator {
                 ErrorKind::Unexpected("no certificate was verified for this vCenter".into()),
             )
         })?;
-        let (username, password) = target.credentials();
         Ok(ServiceLocator {
             instance_uuid: target.about().instance_uuid.clone(),
             url: format!("{}/sdk", target.base_url()),
-            credentials: Credentials::new(username, password),
+            credentials: target.credentials().clone(),
             ssl_thumbprint: sha1,
         })
     }

@@ -301,16 +301,31 @@ impl VCenter {
 
     /// The session cookie header value, for the datastore file service.
     pub(crate) async fn session_cookie(&self) -> Option<String> {
-        self.cookie
-            .read()
-            .await
-            .as_ref()
-            .map(|c| format!("{SESSION_COOKIE}=\"{c}\""))
+        self.cookie.read().await.as_deref().map(cookie_header)
+    }
+
+    /// A SOAP POST to `service` with its action `version` and the session
+    /// `cookie`, without a body.
+    fn soap_request(
+        &self,
+        service: Service,
+        version: &str,
+        cookie: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let builder = self
+            .http
+            .post(format!("{}{}", self.base, service.path()))
+            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+            .header("SOAPAction", format!("{}/{version}", service.namespace()));
+        match cookie {
+            Some(cookie) => builder.header(reqwest::header::COOKIE, cookie_header(cookie)),
+            None => builder,
+        }
     }
 
     /// The credentials, for the REST session.
-    pub(crate) fn credentials(&self) -> (&str, &str) {
-        (&self.credentials.username, &self.credentials.password)
+    pub(crate) fn credentials(&self) -> &Credentials {
+        &self.credentials
     }
 
     /// Also redacts `secret` (another vCenter's password sent in a
@@ -526,17 +541,8 @@ impl VCenter {
             Service::Vim => self.content.about.api_version.clone(),
             Service::Cns | Service::CnsTasks => self.vsan_version().await,
         };
-        let mut builder = self
-            .http
-            .post(format!("{}{}", self.base, service.path()))
-            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
-            .header("SOAPAction", format!("{}/{version}", service.namespace()));
-        if let Some(cookie) = self.cookie.read().await.as_ref() {
-            builder = builder.header(
-                reqwest::header::COOKIE,
-                format!("{SESSION_COOKIE}=\"{cookie}\""),
-            );
-        }
+        let cookie = self.cookie.read().await.clone();
+        let builder = self.soap_request(service, &version, cookie.as_deref());
         let started = Instant::now();
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let sent = builder.body(request.clone()).send().await;
@@ -741,17 +747,7 @@ impl Drop for VCenter {
             return;
         };
         let request = self
-            .http
-            .post(format!("{}{}", self.base, Service::Vim.path()))
-            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
-            .header(
-                "SOAPAction",
-                format!("urn:vim25/{}", self.content.about.api_version),
-            )
-            .header(
-                reqwest::header::COOKIE,
-                format!("{SESSION_COOKIE}=\"{cookie}\""),
-            )
+            .soap_request(Service::Vim, &self.content.about.api_version, Some(&cookie))
             .body(envelope(
                 Service::Vim,
                 "Logout",
@@ -768,6 +764,11 @@ impl Drop for VCenter {
             tracing::info!(vcenter = %server, outcome, "logged out on drop");
         });
     }
+}
+
+/// The `Cookie` header value carrying session `cookie`.
+fn cookie_header(cookie: &str) -> String {
+    format!("{SESSION_COOKIE}=\"{cookie}\"")
 }
 
 /// The SOAP envelope of one call.
@@ -794,7 +795,9 @@ fn not_granted(entity_privilege: &Element, asked: &[&str]) -> Vec<String> {
         .collect()
 }
 
-fn transport_kind(err: &reqwest::Error) -> ErrorKind {
+/// A failed HTTP exchange as an error kind: a TLS failure when the cause
+/// chain says so, a transport failure otherwise, with the whole chain.
+pub(crate) fn transport_kind(err: &reqwest::Error) -> ErrorKind {
     let mut source: Option<&dyn std::error::Error> = Some(err);
     let mut chain = Vec::new();
     while let Some(e) = source {

@@ -93,13 +93,12 @@ impl Flavor {
 impl VCenter {
     /// Opens a vAPI session for tagging, choosing `/api` or `/rest`.
     pub async fn tagging(&self) -> Result<Tagging, VSphereError> {
-        let (user, password) = self.credentials();
         let mut tagging = Tagging {
             server: self.server().to_owned(),
             base: self.base_url().to_owned(),
             http: self.http().clone(),
             flavor: Flavor::Api,
-            credentials: Credentials::new(user, password),
+            credentials: self.credentials().clone(),
             session: std::sync::RwLock::new(String::new()),
             redactor: std::sync::RwLock::new(self.redactor()),
             round_trips: self.round_trip_counter(),
@@ -200,6 +199,9 @@ impl Tagging {
             .map_err(|kind| self.error(&format!("DELETE {path}"), kind))?;
         match status {
             200..=299 | 401 => {
+                if let Ok(mut current) = self.session.write() {
+                    current.clear(); // nothing left for Drop to close
+                }
                 tracing::info!(vcenter = %self.server, "vAPI session closed");
                 Ok(())
             }
