@@ -70,6 +70,26 @@ pub struct Note {
     pub step: Option<String>,
 }
 
+impl Note {
+    /// A note about attempt `attempt` of `job`, which runs step `step`.
+    fn about_job(
+        warning: bool,
+        reason: &'static str,
+        job: &str,
+        attempt: i32,
+        step: &str,
+        message: String,
+    ) -> Note {
+        Note {
+            warning,
+            reason,
+            message,
+            subject: format!("{job}#{attempt}"),
+            step: Some(step.to_owned()),
+        }
+    }
+}
+
 /// What to do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -258,30 +278,36 @@ fn sync_step(
                     .clone()
                     .or_else(|| Some(ctx.observed.now.clone()));
                 let took = duration_text(entry.started_at.as_ref(), entry.finished_at.as_ref());
-                notes.push(Note {
-                    warning: false,
-                    subject: format!("{}#{}", job.name, entry.attempt),
-                    step: Some(def.name.clone()),
-                    reason: "StepSucceeded",
-                    message: format!(
+                notes.push(Note::about_job(
+                    false,
+                    "StepSucceeded",
+                    &job.name,
+                    entry.attempt,
+                    &def.name,
+                    format!(
                         "Step {label} succeeded{took}: {}",
                         entry.result.as_deref().unwrap_or("done")
                     ),
-                });
+                ));
             } else if entry.state == StepState::Skipped && entry.finished_at.is_none() {
                 entry.finished_at = finished_at
                     .clone()
                     .or_else(|| Some(ctx.observed.now.clone()));
-                notes.push(Note {
-                    warning: false,
-                    subject: format!("{}#{}", job.name, entry.attempt),
-                    step: Some(def.name.clone()),
-                    reason: "StepSkipped",
-                    message: format!(
+                notes.push(Note::about_job(
+                    false,
+                    "StepSkipped",
+                    &job.name,
+                    entry.attempt,
+                    &def.name,
+                    format!(
                         "Step {label} skipped: {}",
-                        entry.result.as_deref().unwrap_or("not needed")
+                        entry
+                            .result
+                            .as_deref()
+                            .map(|r| r.trim_start_matches("skipped: "))
+                            .unwrap_or("not needed")
                     ),
-                });
+                ));
             }
         }
         JobState::Failed(failure) => {
@@ -291,13 +317,14 @@ fn sync_step(
                 entry.state = StepState::Failed;
                 entry.finished_at = finished_at;
                 entry.failure = Some(record);
-                notes.push(Note {
-                    warning: true,
-                    subject: format!("{}#{}", job.name, entry.attempt),
-                    step: Some(def.name.clone()),
-                    reason: "StepFailed",
-                    message: format!("Step {label} failed: {cause}. Job {}", job.name),
-                });
+                notes.push(Note::about_job(
+                    true,
+                    "StepFailed",
+                    &job.name,
+                    entry.attempt,
+                    &def.name,
+                    format!("Step {label} failed: {cause}. Job {}", job.name),
+                ));
             }
         }
     }
@@ -346,16 +373,17 @@ fn sync_undo(
                 undo.finished_at = finished_at
                     .clone()
                     .or_else(|| Some(ctx.observed.now.clone()));
-                notes.push(Note {
-                    warning: false,
-                    subject: format!("{}#{}", job.name, undo.attempt),
-                    step: Some(def.name.clone()),
-                    reason: "UndoSucceeded",
-                    message: format!(
+                notes.push(Note::about_job(
+                    false,
+                    "UndoSucceeded",
+                    &job.name,
+                    undo.attempt,
+                    &def.name,
+                    format!(
                         "Step {label} undone: {}",
                         undo.result.as_deref().unwrap_or("restored from its backup")
                     ),
-                });
+                ));
             }
         }
         JobState::Failed(failure) => {
@@ -365,13 +393,14 @@ fn sync_undo(
                 entry.state = StepState::RollbackFailed;
                 undo.finished_at = finished_at;
                 undo.failure = Some(record);
-                notes.push(Note {
-                    warning: true,
-                    subject: format!("{}#{}", job.name, undo.attempt),
-                    step: Some(def.name.clone()),
-                    reason: "UndoFailed",
-                    message: format!("Undo of step {label} failed: {cause}. Job {}", job.name),
-                });
+                notes.push(Note::about_job(
+                    true,
+                    "UndoFailed",
+                    &job.name,
+                    undo.attempt,
+                    &def.name,
+                    format!("Undo of step {label} failed: {cause}. Job {}", job.name),
+                ));
             }
         }
     }
