@@ -15,6 +15,7 @@ pub mod vsphere;
 
 pub mod backup;
 pub mod context;
+pub mod infrastructure;
 pub mod report;
 pub mod steps;
 

@@ -1,8 +1,10 @@
 //! The steps, one module each, and the dispatch from a step name to its
 //! run and undo.
 
+pub mod allow_multi_vcenter;
 pub mod create_folder;
 pub mod disable_cvo;
+pub mod update_infra;
 
 use vmi_api::Step;
 
@@ -12,14 +14,19 @@ use crate::context::{Outcome, StepContext, StepError};
 /// one fails before anything is read or changed.
 pub fn implemented(step: Step, undo: bool) -> bool {
     let _ = undo;
-    matches!(step, Step::DisableCvo | Step::CreateFolder)
+    matches!(
+        step,
+        Step::DisableCvo | Step::AllowMultiVcenter | Step::CreateFolder | Step::UpdateInfra
+    )
 }
 
 /// Runs the context's step.
 pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     match context.step {
         Step::DisableCvo => disable_cvo::run(context).await,
+        Step::AllowMultiVcenter => allow_multi_vcenter::run(context).await,
         Step::CreateFolder => create_folder::run(context).await,
+        Step::UpdateInfra => update_infra::run(context).await,
         other => Err(StepError::NotImplemented(other.name())),
     }
 }
@@ -28,7 +35,9 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
 pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
     match context.step {
         Step::DisableCvo => disable_cvo::undo(context).await,
+        Step::AllowMultiVcenter => allow_multi_vcenter::undo(context).await,
         Step::CreateFolder => create_folder::undo(context).await,
+        Step::UpdateInfra => update_infra::undo(context).await,
         other => Err(StepError::UndoNotImplemented(other.name())),
     }
 }
