@@ -68,7 +68,7 @@ async fn trust(context: &StepContext, vcenter: &TargetVCenter) -> Result<Trust, 
 
 /// The credentials of `server` from the vmi's credentials Secret
 /// (`<server>.username`, `<server>.password`, as `vsphere-creds` has them).
-async fn credentials(context: &StepContext, server: &str) -> Result<Credentials, StepError> {
+pub(crate) async fn credentials(context: &StepContext, server: &str) -> Result<Credentials, StepError> {
     let namespace = &context.vmi_ref.namespace;
     let name = &context.vmi.spec.credentials_secret.name;
     let secret = Api::<Secret>::namespaced(context.client.clone(), namespace)

@@ -5,6 +5,7 @@ pub mod allow_multi_vcenter;
 pub mod create_folder;
 pub mod disable_cvo;
 pub mod update_infra;
+pub mod update_secrets;
 
 use vmi_api::Step;
 
@@ -16,7 +17,11 @@ pub fn implemented(step: Step, undo: bool) -> bool {
     let _ = undo;
     matches!(
         step,
-        Step::DisableCvo | Step::AllowMultiVcenter | Step::CreateFolder | Step::UpdateInfra
+        Step::DisableCvo
+            | Step::AllowMultiVcenter
+            | Step::UpdateSecrets
+            | Step::CreateFolder
+            | Step::UpdateInfra
     )
 }
 
@@ -25,6 +30,7 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     match context.step {
         Step::DisableCvo => disable_cvo::run(context).await,
         Step::AllowMultiVcenter => allow_multi_vcenter::run(context).await,
+        Step::UpdateSecrets => update_secrets::run(context).await,
         Step::CreateFolder => create_folder::run(context).await,
         Step::UpdateInfra => update_infra::run(context).await,
         other => Err(StepError::NotImplemented(other.name())),
@@ -36,6 +42,7 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
     match context.step {
         Step::DisableCvo => disable_cvo::undo(context).await,
         Step::AllowMultiVcenter => allow_multi_vcenter::undo(context).await,
+        Step::UpdateSecrets => update_secrets::undo(context).await,
         Step::CreateFolder => create_folder::undo(context).await,
         Step::UpdateInfra => update_infra::undo(context).await,
         other => Err(StepError::UndoNotImplemented(other.name())),
