@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use vmi_api::topology::TargetVCenter;
+use vmi_api::topology::{TargetVCenter, VCenterTls};
 
 use crate::context::{StepContext, StepError};
 use crate::vsphere::{Credentials, Trust, VCenter};
@@ -31,9 +31,13 @@ pub fn target_spec<'a>(
         })
 }
 
-/// How the spec says to trust `vcenter`'s certificate.
-async fn trust(context: &StepContext, vcenter: &TargetVCenter) -> Result<Trust, StepError> {
-    let Some(tls) = vcenter.tls.as_ref() else {
+/// How the spec says to trust `server`'s certificate.
+async fn trust(
+    context: &StepContext,
+    server: &str,
+    tls: Option<&VCenterTls>,
+) -> Result<Trust, StepError> {
+    let Some(tls) = tls else {
         return Ok(Trust::SystemRoots);
     };
     if let Some(thumbprint) = &tls.thumbprint {
@@ -54,8 +58,8 @@ async fn trust(context: &StepContext, vcenter: &TargetVCenter) -> Result<Trust, 
             .and_then(|d| d.get(key).cloned())
             .ok_or_else(|| {
                 StepError::Refused(format!(
-                    "the CA bundle for vCenter {} is missing: ConfigMap {namespace}/{} has no key {key:?}; create it with the PEM bundle that signed the vCenter's certificate",
-                    vcenter.server, reference.name
+                    "the CA bundle for vCenter {server} is missing: ConfigMap {namespace}/{} has no key {key:?}; create it with the PEM bundle that signed the vCenter's certificate",
+                    reference.name
                 ))
             })?;
         return Ok(Trust::CaBundle(pem));
@@ -68,7 +72,10 @@ async fn trust(context: &StepContext, vcenter: &TargetVCenter) -> Result<Trust, 
 
 /// The credentials of `server` from the vmi's credentials Secret
 /// (`<server>.username`, `<server>.password`, as `vsphere-creds` has them).
-pub(crate) async fn credentials(context: &StepContext, server: &str) -> Result<Credentials, StepError> {
+pub(crate) async fn credentials(
+    context: &StepContext,
+    server: &str,
+) -> Result<Credentials, StepError> {
     let namespace = &context.vmi_ref.namespace;
     let name = &context.vmi.spec.credentials_secret.name;
     let secret = Api::<Secret>::namespaced(context.client.clone(), namespace)
@@ -98,10 +105,91 @@ pub(crate) async fn credentials(context: &StepContext, server: &str) -> Result<C
 /// A logged-in connection to target vCenter `server`.
 pub async fn connect_target(context: &StepContext, server: &str) -> Result<VCenter, StepError> {
     let spec = target_spec(context, server)?;
-    let trust = trust(context, spec).await?;
+    let trust = trust(context, server, spec.tls.as_ref()).await?;
     let credentials = credentials(context, server).await?;
     let port = spec.port.and_then(|p| u16::try_from(p).ok());
     Ok(VCenter::connect(server, port, &trust, credentials).await?)
+}
+
+/// The source vCenter: the one vCenter of the Infrastructure that is not a
+/// target. When the spec names the source, it must be that one.
+pub async fn source_server(context: &StepContext) -> Result<String, StepError> {
+    let stored = crate::infrastructure::read_vsphere(context).await?;
+    let targets: Vec<&str> = context
+        .vmi
+        .spec
+        .vcenters
+        .iter()
+        .map(|v| v.server.as_str())
+        .collect();
+    let sources: Vec<String> = crate::infrastructure::list(&stored.vsphere, "vcenters")
+        .iter()
+        .filter_map(|v| v["server"].as_str())
+        .filter(|s| !targets.contains(s))
+        .map(str::to_owned)
+        .collect();
+    let [source] = sources.as_slice() else {
+        return Err(StepError::Refused(format!(
+            "{} lists {} vCenter(s) besides the targets ({}); a migration moves from exactly one source vCenter; nothing was changed",
+            crate::infrastructure::OBJECT,
+            sources.len(),
+            sources.join(", ")
+        )));
+    };
+    if let Some(expected) = &context.vmi.spec.source
+        && expected.server != *source
+    {
+        return Err(StepError::Refused(format!(
+            "spec.source.server is {} but the cluster's vCenter is {source}; fix spec.source; nothing was changed",
+            expected.server
+        )));
+    }
+    Ok(source.clone())
+}
+
+/// A logged-in connection to the source vCenter, with the cluster's own
+/// credentials (`kube-system/vsphere-creds`) and the TLS settings of
+/// `spec.source`.
+pub async fn connect_source(context: &StepContext) -> Result<VCenter, StepError> {
+    let server = source_server(context).await?;
+    let tls = context
+        .vmi
+        .spec
+        .source
+        .as_ref()
+        .and_then(|s| s.tls.as_ref());
+    let trust = trust(context, &server, tls).await?;
+    let secret = Api::<Secret>::namespaced(context.client.clone(), "kube-system")
+        .get_opt("vsphere-creds")
+        .await
+        .map_err(StepError::kube("read Secret kube-system/vsphere-creds"))?
+        .ok_or_else(|| {
+            StepError::Refused(
+                "Secret kube-system/vsphere-creds does not exist, so the source vCenter's credentials are unknown; nothing was changed".into(),
+            )
+        })?;
+    let data = secret.data.unwrap_or_default();
+    let key = |suffix: &str| -> Result<String, StepError> {
+        let key = format!("{server}.{suffix}");
+        data.get(&key)
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                StepError::Refused(format!(
+                    "Secret kube-system/vsphere-creds has no key {key}: the source vCenter's credentials are missing there"
+                ))
+            })
+    };
+    let credentials = Credentials::new(&key("username")?, &key("password")?);
+    let port = crate::infrastructure::list(
+        &crate::infrastructure::read_vsphere(context).await?.vsphere,
+        "vcenters",
+    )
+    .iter()
+    .find(|v| v["server"].as_str() == Some(server.as_str()))
+    .and_then(|v| v["port"].as_u64())
+    .and_then(|p| u16::try_from(p).ok());
+    Ok(VCenter::connect(&server, port, &trust, credentials).await?)
 }
 
 /// The cluster's infrastructure id (`infrastructure/cluster`

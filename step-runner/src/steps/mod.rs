@@ -3,6 +3,7 @@
 
 pub mod allow_multi_vcenter;
 pub mod create_folder;
+pub mod create_tags;
 pub mod disable_cvo;
 pub mod update_infra;
 pub mod update_secrets;
@@ -20,6 +21,7 @@ pub fn implemented(step: Step, undo: bool) -> bool {
         Step::DisableCvo
             | Step::AllowMultiVcenter
             | Step::UpdateSecrets
+            | Step::CreateTags
             | Step::CreateFolder
             | Step::UpdateInfra
     )
@@ -31,6 +33,7 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
         Step::DisableCvo => disable_cvo::run(context).await,
         Step::AllowMultiVcenter => allow_multi_vcenter::run(context).await,
         Step::UpdateSecrets => update_secrets::run(context).await,
+        Step::CreateTags => create_tags::run(context).await,
         Step::CreateFolder => create_folder::run(context).await,
         Step::UpdateInfra => update_infra::run(context).await,
         other => Err(StepError::NotImplemented(other.name())),
@@ -43,6 +46,7 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
         Step::DisableCvo => disable_cvo::undo(context).await,
         Step::AllowMultiVcenter => allow_multi_vcenter::undo(context).await,
         Step::UpdateSecrets => update_secrets::undo(context).await,
+        Step::CreateTags => create_tags::undo(context).await,
         Step::CreateFolder => create_folder::undo(context).await,
         Step::UpdateInfra => update_infra::undo(context).await,
         other => Err(StepError::UndoNotImplemented(other.name())),

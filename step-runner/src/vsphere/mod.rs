@@ -18,4 +18,5 @@ pub mod xml;
 pub use error::{ErrorKind, VSphereError};
 pub use properties::ObjectContent;
 pub use soap::{About, Credentials, DEFAULT_TASK_LIMIT, MoRef, VCenter};
+pub use tagging::{Cardinality, Category, Tag, Tagging};
 pub use tls::Trust;

@@ -374,6 +374,23 @@ impl Tagging {
         self.call(calls::attach(tag_id, object)).await.map(|_| ())
     }
 
+    /// Detaches tag `tag_id` from `object`.
+    pub async fn detach(&self, tag_id: &str, object: &MoRef) -> Result<(), VSphereError> {
+        self.call(calls::detach(tag_id, object)).await.map(|_| ())
+    }
+
+    /// Deletes tag `tag_id` (and with it every attachment of it).
+    pub async fn delete_tag(&self, tag_id: &str) -> Result<(), VSphereError> {
+        self.call(calls::delete_tag(tag_id)).await.map(|_| ())
+    }
+
+    /// Deletes category `category_id`.
+    pub async fn delete_category(&self, category_id: &str) -> Result<(), VSphereError> {
+        self.call(calls::delete_category(category_id))
+            .await
+            .map(|_| ())
+    }
+
     /// The ids of the tags attached to `object`.
     pub async fn attached_tags(&self, object: &MoRef) -> Result<Vec<String>, VSphereError> {
         let value = self.call(calls::attached_tags(object)).await?;
@@ -520,6 +537,33 @@ mod calls {
         }
     }
 
+    pub(super) fn detach(tag_id: &str, object: &MoRef) -> Call {
+        Call {
+            body: Some(object_body(object)),
+            ..call(
+                Method::POST,
+                format!("/api/cis/tagging/tag-association/{tag_id}?action=detach"),
+                format!("/rest/com/vmware/cis/tagging/tag-association/id:{tag_id}?~action=detach"),
+            )
+        }
+    }
+
+    pub(super) fn delete_tag(id: &str) -> Call {
+        call(
+            Method::DELETE,
+            format!("/api/cis/tagging/tag/{id}"),
+            format!("/rest/com/vmware/cis/tagging/tag/id:{id}"),
+        )
+    }
+
+    pub(super) fn delete_category(id: &str) -> Call {
+        call(
+            Method::DELETE,
+            format!("/api/cis/tagging/category/{id}"),
+            format!("/rest/com/vmware/cis/tagging/category/id:{id}"),
+        )
+    }
+
     pub(super) fn attached_tags(object: &MoRef) -> Call {
         Call {
             body: Some(object_body(object)),
@@ -649,6 +693,33 @@ mod tests {
                     "POST",
                     "/rest/com/vmware/cis/tagging/tag-association?~action=list-attached-tags",
                     r#"{"object_id":{"id":"group-v7","type":"Folder"}}"#,
+                ),
+            ),
+            (
+                calls::detach("urn:t1", &folder),
+                (
+                    "POST",
+                    "/api/cis/tagging/tag-association/urn:t1?action=detach",
+                    r#"{"object_id":{"id":"group-v7","type":"Folder"}}"#,
+                ),
+                (
+                    "POST",
+                    "/rest/com/vmware/cis/tagging/tag-association/id:urn:t1?~action=detach",
+                    r#"{"object_id":{"id":"group-v7","type":"Folder"}}"#,
+                ),
+            ),
+            (
+                calls::delete_tag("urn:t1"),
+                ("DELETE", "/api/cis/tagging/tag/urn:t1", ""),
+                ("DELETE", "/rest/com/vmware/cis/tagging/tag/id:urn:t1", ""),
+            ),
+            (
+                calls::delete_category("urn:c1"),
+                ("DELETE", "/api/cis/tagging/category/urn:c1", ""),
+                (
+                    "DELETE",
+                    "/rest/com/vmware/cis/tagging/category/id:urn:c1",
+                    "",
                 ),
             ),
         ];
