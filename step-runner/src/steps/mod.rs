@@ -2,6 +2,7 @@
 //! run and undo.
 
 pub mod allow_multi_vcenter;
+pub mod backup_cpms;
 pub mod create_folder;
 pub mod create_tags;
 pub mod disable_cvo;
@@ -20,6 +21,7 @@ pub fn implemented(step: Step, undo: bool) -> bool {
         step,
         Step::DisableCvo
             | Step::AllowMultiVcenter
+            | Step::BackupCpms
             | Step::UpdateSecrets
             | Step::CreateTags
             | Step::CreateFolder
@@ -32,6 +34,7 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     match context.step {
         Step::DisableCvo => disable_cvo::run(context).await,
         Step::AllowMultiVcenter => allow_multi_vcenter::run(context).await,
+        Step::BackupCpms => backup_cpms::run(context).await,
         Step::UpdateSecrets => update_secrets::run(context).await,
         Step::CreateTags => create_tags::run(context).await,
         Step::CreateFolder => create_folder::run(context).await,
@@ -45,6 +48,7 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
     match context.step {
         Step::DisableCvo => disable_cvo::undo(context).await,
         Step::AllowMultiVcenter => allow_multi_vcenter::undo(context).await,
+        Step::BackupCpms => backup_cpms::undo(context).await,
         Step::UpdateSecrets => update_secrets::undo(context).await,
         Step::CreateTags => create_tags::undo(context).await,
         Step::CreateFolder => create_folder::undo(context).await,

@@ -10,6 +10,7 @@
 pub mod children;
 pub mod control_plane;
 pub mod credential_operator;
+pub mod cpms_operator;
 pub mod crds;
 pub mod inventory;
 pub mod kubelet;
