@@ -14,6 +14,7 @@ pub mod vcenters;
 pub mod vsphere;
 
 pub mod backup;
+pub mod cloud_config;
 pub mod context;
 pub mod infrastructure;
 pub mod report;

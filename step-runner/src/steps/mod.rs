@@ -6,6 +6,7 @@ pub mod backup_cpms;
 pub mod create_folder;
 pub mod create_tags;
 pub mod disable_cvo;
+pub mod update_cloud_config;
 pub mod update_infra;
 pub mod update_secrets;
 
@@ -26,6 +27,7 @@ pub fn implemented(step: Step, undo: bool) -> bool {
             | Step::CreateTags
             | Step::CreateFolder
             | Step::UpdateInfra
+            | Step::UpdateCloudConfig
     )
 }
 
@@ -39,6 +41,7 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
         Step::CreateTags => create_tags::run(context).await,
         Step::CreateFolder => create_folder::run(context).await,
         Step::UpdateInfra => update_infra::run(context).await,
+        Step::UpdateCloudConfig => update_cloud_config::run(context).await,
         other => Err(StepError::NotImplemented(other.name())),
     }
 }
@@ -53,6 +56,7 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
         Step::CreateTags => create_tags::undo(context).await,
         Step::CreateFolder => create_folder::undo(context).await,
         Step::UpdateInfra => update_infra::undo(context).await,
+        Step::UpdateCloudConfig => update_cloud_config::undo(context).await,
         other => Err(StepError::UndoNotImplemented(other.name())),
     }
 }
