@@ -343,6 +343,11 @@ pub struct StepStatus {
     /// `ConfigMap vmi-backup-07-update-infra`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backups: Vec<String>,
+    /// What a read-only step found, one line per check or object, e.g.
+    /// `ok: vCenter vc2.example.com reachable, TLS pinned` or
+    /// `volume: PV pvc-1 (db/data) will be copied to the target in step 13`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
     /// Why the step failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<StepFailure>,
@@ -365,6 +370,7 @@ impl StepStatus {
             result: None,
             changes: Vec::new(),
             backups: Vec::new(),
+            findings: Vec::new(),
             failure: None,
             undo: None,
         }

@@ -50,7 +50,7 @@ impl StepError {
 }
 
 /// What a step did, recorded in its status entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outcome {
     /// One line: what the step found and did.
     pub result: String,
@@ -61,6 +61,10 @@ pub struct Outcome {
     /// The step was not needed on this migration (the result says why); its
     /// entry becomes `Skipped`, and a rollback has nothing to undo there.
     pub skipped: bool,
+    /// What a read-only step found, one line each (preflight's checks).
+    pub findings: Vec<String>,
+    /// The migration path preflight chose, written to `status.migrationPath`.
+    pub migration_path: Option<vmi_api::migration::MigrationPathDecision>,
 }
 
 impl Outcome {

@@ -47,6 +47,14 @@ pub async fn record(
                 );
                 ops.push(json!({"op": "add", "path": format!("{base}/changes"), "value": outcome.changes}));
                 ops.push(json!({"op": "add", "path": format!("{base}/backups"), "value": outcome.backups}));
+                if !outcome.findings.is_empty() {
+                    ops.push(json!({"op": "add", "path": format!("{base}/findings"), "value": outcome.findings}));
+                }
+                if let Some(decision) = &outcome.migration_path {
+                    ops.push(
+                        json!({"op": "add", "path": "/status/migrationPath", "value": decision}),
+                    );
+                }
                 if outcome.skipped {
                     ops.push(json!({"op": "replace", "path": format!("{base}/state"), "value": StepState::Skipped}));
                 }

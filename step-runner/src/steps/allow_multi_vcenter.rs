@@ -54,7 +54,8 @@ fn crd_api(context: &StepContext) -> Api<DynamicObject> {
     Api::all_with(context.client.clone(), &resource)
 }
 
-async fn read_crd(context: &StepContext) -> Result<Value, StepError> {
+/// The Infrastructure CRD as JSON.
+pub async fn read_crd(context: &StepContext) -> Result<Value, StepError> {
     let crd = crd_api(context)
         .get(CRD)
         .await

@@ -6,6 +6,7 @@ pub mod backup_cpms;
 pub mod create_folder;
 pub mod create_tags;
 pub mod disable_cvo;
+pub mod preflight;
 pub mod update_cloud_config;
 pub mod update_infra;
 pub mod update_secrets;
@@ -17,10 +18,13 @@ use crate::context::{Outcome, StepContext, StepError};
 /// Whether `step` (or its undo) is implemented, so that an unimplemented
 /// one fails before anything is read or changed.
 pub fn implemented(step: Step, undo: bool) -> bool {
-    let _ = undo;
+    if undo && step == Step::Preflight {
+        return false;
+    }
     matches!(
         step,
-        Step::DisableCvo
+        Step::Preflight
+            | Step::DisableCvo
             | Step::AllowMultiVcenter
             | Step::BackupCpms
             | Step::UpdateSecrets
@@ -34,6 +38,7 @@ pub fn implemented(step: Step, undo: bool) -> bool {
 /// Runs the context's step.
 pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     match context.step {
+        Step::Preflight => preflight::run(context).await,
         Step::DisableCvo => disable_cvo::run(context).await,
         Step::AllowMultiVcenter => allow_multi_vcenter::run(context).await,
         Step::BackupCpms => backup_cpms::run(context).await,

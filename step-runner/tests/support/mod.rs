@@ -109,6 +109,18 @@ pub async fn step_vmi(
     path: Option<vmi_api::migration::MigrationPath>,
     steps: &[vmi_api::Step],
 ) -> vmi_step_runner::target::VmiRef {
+    step_vmi_with(cluster, client, path, steps, |_| {}).await
+}
+
+/// [`step_vmi`] with `edit` applied to the vmi (as JSON) before it is
+/// created, for specs with mistakes in them.
+pub async fn step_vmi_with(
+    cluster: &vmi_sim::seed::SimCluster,
+    client: &kube::Client,
+    path: Option<vmi_api::migration::MigrationPath>,
+    steps: &[vmi_api::Step],
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> vmi_step_runner::target::VmiRef {
     use kube::api::{Api, Patch, PatchParams, PostParams};
     use vmi_api::VSphereMigrationInfra;
 
@@ -118,6 +130,7 @@ pub async fn step_vmi(
     sample["metadata"] = serde_json::json!({"name": "move", "namespace": namespace});
     sample["spec"]["state"] = serde_json::json!("Running");
     point_at_simulated_target(cluster, client, &namespace, &mut sample).await;
+    edit(&mut sample);
     let vmi: VSphereMigrationInfra = serde_json::from_value(sample).unwrap();
     let api: Api<VSphereMigrationInfra> = Api::namespaced(client.clone(), &namespace);
     api.create(&PostParams::default(), &vmi).await.unwrap();

@@ -91,12 +91,11 @@ async fn reconcile(client: &Client, last_stored: &mut Option<Value>) -> Result<b
         &resource("machine.openshift.io", "v1", "ControlPlaneMachineSet"),
     );
     let current = cpms_api.get_opt("cluster").await?;
-    if let Some(current) = &current {
-        if current.metadata.deletion_timestamp.is_some()
-            || current.data["spec"]["state"].as_str() == Some("Active")
-        {
-            return Ok(false);
-        }
+    if let Some(current) = &current
+        && (current.metadata.deletion_timestamp.is_some()
+            || current.data["spec"]["state"].as_str() == Some("Active"))
+    {
+        return Ok(false);
     }
     let Some(wanted) = generate(client).await? else {
         return Ok(false);
