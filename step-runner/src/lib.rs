@@ -17,6 +17,7 @@ pub mod backup;
 pub mod cloud_config;
 pub mod context;
 pub mod infrastructure;
+pub mod plan;
 pub mod report;
 pub mod steps;
 
@@ -49,13 +50,31 @@ fn attempt() -> i32 {
         .unwrap_or(1)
 }
 
+/// Prints the plan on stdout; fails when preflight's checks found problems
+/// (they are in the plan too).
+async fn print_plan(invocation: &cli::Invocation, output: cli::PlanOutput) -> Result<(), RunError> {
+    let client = context::client(invocation.kubeconfig.as_deref()).await?;
+    let context =
+        StepContext::load(client, invocation.vmi.clone(), Step::Preflight, attempt()).await?;
+    let plan = plan::make(&context).await?;
+    println!("{}", plan::render(&plan, output)?);
+    if plan.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(StepError::Refused(format!(
+            "the migration cannot start: preflight found {} problem(s), listed in the plan",
+            plan.problems.len()
+        )))
+    }
+}
+
 /// Carries out `invocation`: runs or undoes the step, verifies it, and
 /// records its outcome in the vmi's status.
 pub async fn run(invocation: &cli::Invocation) -> Result<(), RunError> {
     let (step, entry) = match invocation.action {
         Action::Step(step) => (step, report::Entry::Run),
         Action::Undo(step) => (step, report::Entry::Undo),
-        Action::Plan { .. } => return Err(StepError::NotImplemented("plan")),
+        Action::Plan { output } => return print_plan(invocation, output).await,
     };
     let undo = entry == report::Entry::Undo;
     if !steps::implemented(step, undo) {

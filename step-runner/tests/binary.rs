@@ -12,12 +12,12 @@ fn vmi_step(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn an_unimplemented_step_fails_and_says_so_last() {
-    let output = vmi_step(&["update-infra", "--vmi", "vmi-system/m1"]);
+    let output = vmi_step(&["create-machinesets", "--vmi", "vmi-system/m1"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let last = stderr.lines().last().unwrap_or_default();
     assert!(
-        last.contains("step update-infra is not implemented yet"),
+        last.contains("step create-machinesets is not implemented yet"),
         "last line: {last}\n{stderr}"
     );
     assert!(output.stdout.is_empty(), "logs go to stderr");
@@ -25,7 +25,13 @@ fn an_unimplemented_step_fails_and_says_so_last() {
 
 #[test]
 fn json_logs_are_one_object_per_line() {
-    let output = vmi_step(&["--log-format", "json", "plan", "--vmi", "vmi-system/m1"]);
+    let output = vmi_step(&[
+        "--log-format",
+        "json",
+        "create-machinesets",
+        "--vmi",
+        "vmi-system/m1",
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let lines: Vec<serde_json::Value> = stderr
@@ -34,7 +40,10 @@ fn json_logs_are_one_object_per_line() {
         .collect();
     let last = lines.last().unwrap();
     assert_eq!(last["level"], "ERROR");
-    assert_eq!(last["message"], "step plan is not implemented yet");
+    assert_eq!(
+        last["message"],
+        "step create-machinesets is not implemented yet"
+    );
     assert_eq!(last["vmi"], "vmi-system/m1");
 }
 

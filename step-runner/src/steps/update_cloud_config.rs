@@ -151,7 +151,7 @@ pub fn edit(
 }
 
 /// How many failure domains the cluster has once the targets are added.
-async fn failure_domain_count(context: &StepContext) -> Result<usize, StepError> {
+pub async fn failure_domain_count(context: &StepContext) -> Result<usize, StepError> {
     let stored = infrastructure::read_vsphere(context).await?;
     let mut names: Vec<String> = infrastructure::list(&stored.vsphere, "failureDomains")
         .iter()
