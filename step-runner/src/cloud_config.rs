@@ -172,9 +172,9 @@ pub enum CloudConfigError {
     /// Zone labels are already set to other tag categories.
     #[error(
         "cloud-provider-config already maps zones to other vSphere tag categories ({}); vmi uses \
-         `openshift-region`/`openshift-zone` and does not change a cluster that uses other \
-         categories: tag the target vCenter with the existing categories and use them in the \
-         failure domains, or change the labels by hand",
+         `openshift-region`/`openshift-zone` (the categories OpenShift's installer and operators \
+         use) and does not change a cluster that uses other categories; such a cluster cannot be \
+         migrated by vmi as it is",
         describe_labels(.region.as_deref(), .zone.as_deref())
     )]
     ConflictingLabels {

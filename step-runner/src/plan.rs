@@ -76,9 +76,14 @@ pub async fn make(context: &StepContext) -> Result<Plan, StepError> {
                 infrastructure::BLOCKING_RULE_MESSAGE
             ),
         );
-    } else {
+    } else if decision.is_some() {
         add(Step::DisableCvo, "skipped: native path".into());
         add(Step::AllowMultiVcenter, "skipped: native path".into());
+    } else {
+        let undecided =
+            "depends on the migration path, undecided until preflight's problems are fixed";
+        add(Step::DisableCvo, undecided.into());
+        add(Step::AllowMultiVcenter, undecided.into());
     }
     match backup_cpms::read(context).await? {
         Some(c) if c.data["spec"]["state"].as_str() == Some("Active") => add(Step::BackupCpms, "ControlPlaneMachineSet openshift-machine-api/cluster: backed up, deleted, regenerated Inactive by its operator".into()),
@@ -183,11 +188,22 @@ pub async fn make(context: &StepContext) -> Result<Plan, StepError> {
         Step::MonitorPods,
         "wait for those pods to be Ready and scan their logs for failure signatures".into(),
     );
+    let placements = spec
+        .workers
+        .as_ref()
+        .and_then(|w| w.failure_domains.clone());
     for domain in &spec.failure_domains {
+        let replicas = match &placements {
+            Some(list) => match list.iter().find(|p| p.name == domain.name) {
+                Some(p) => format!("{} replica(s)", p.replicas),
+                None => "no replica (not in spec.workers.failureDomains)".into(),
+            },
+            None => "as many workers as the source has, spread evenly".into(),
+        };
         add(
             Step::CreateMachinesets,
             format!(
-                "MachineSet openshift-machine-api/{infra_id}-worker-{}: new, in failure domain {} on vCenter {}",
+                "MachineSet openshift-machine-api/{infra_id}-worker-{}: new, in failure domain {} on vCenter {}, {replicas}",
                 domain.name, domain.name, domain.server
             ),
         );

@@ -314,6 +314,16 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
         &context.vmi.spec.failure_domains,
     );
     if let Some(domain) = context.vmi.spec.failure_domains.iter().find(|d| {
+        d.region_affinity
+            .as_ref()
+            .is_some_and(|r| r.kind == vmi_api::topology::RegionAffinityType::ComputeCluster)
+    }) {
+        return Err(StepError::Refused(format!(
+            "failure domain {} puts its region on a compute cluster (regionAffinity ComputeCluster), which this version of vmi does not tag; tag it by hand or use datacenter regions; nothing was changed",
+            domain.name
+        )));
+    }
+    if let Some(domain) = context.vmi.spec.failure_domains.iter().find(|d| {
         d.zone_affinity
             .as_ref()
             .is_some_and(|z| z.host_group.is_some())

@@ -33,19 +33,27 @@ pub const TARGET_PRIVILEGES: &[&str] = &[
     "InventoryService.Tagging.CreateCategory",
     "InventoryService.Tagging.CreateTag",
     "InventoryService.Tagging.AttachTag",
+    "InventoryService.Tagging.DeleteTag",
+    "InventoryService.Tagging.DeleteCategory",
+    "Folder.Delete",
     "VirtualMachine.Inventory.Create",
+    "VirtualMachine.Inventory.Delete",
     "VirtualMachine.Provisioning.Clone",
     "Datastore.AllocateSpace",
     "Resource.AssignVMToPool",
     "Network.Assign",
 ];
-/// Privileges the source vCenter's user needs on the source datacenter
-/// (tags for zoning; machines are deleted by the machine API with them too).
+/// Privileges the source vCenter's user needs on the source datacenter:
+/// tags for zoning (created, and removed by an undo), and deleting the
+/// source machines' VMs.
 pub const SOURCE_PRIVILEGES: &[&str] = &[
     "System.Read",
     "InventoryService.Tagging.CreateCategory",
     "InventoryService.Tagging.CreateTag",
     "InventoryService.Tagging.AttachTag",
+    "InventoryService.Tagging.DeleteTag",
+    "InventoryService.Tagging.DeleteCategory",
+    "VirtualMachine.Inventory.Delete",
 ];
 
 /// What preflight found.
@@ -637,6 +645,20 @@ pub async fn check(
         Some(_) => reach(&mut findings, "source", connect_source(context).await).await,
         None => None,
     };
+    if context
+        .vmi
+        .spec
+        .source
+        .as_ref()
+        .and_then(|s| s.tls.as_ref())
+        .and_then(|t| t.insecure)
+        == Some(true)
+    {
+        findings.info(
+            "tls",
+            "source vCenter: certificate NOT verified (spec.source.tls.insecure)",
+        );
+    }
     let stored = infrastructure::read_vsphere(context).await?;
     if let Some(vcenter) = &source_vcenter {
         let datacenters: Vec<String> = infrastructure::list(&stored.vsphere, "failureDomains")

@@ -343,7 +343,8 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
         return Ok(Outcome::unchanged("nothing to undo: step 04 added no key"));
     }
     let wanted = wanted(context).await?;
-    let mut outcome = Outcome::default();
+    // Every secret is checked before any is changed.
+    let mut work = Vec::new();
     for entry in &added {
         let Some((namespace, name)) = entry.secret.split_once('/') else {
             continue;
@@ -365,20 +366,31 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
                 }
             }
         }
-        if remove.is_empty() {
-            continue;
+        if !remove.is_empty() {
+            work.push((entry.secret.clone(), secret, remove));
         }
+    }
+    let root = format!("{}/{}", ROOT.0, ROOT.1);
+    let mut outcome = Outcome::default();
+    // The keys the managed copies must lose: those removed from the root.
+    let mut gone = BTreeMap::new();
+    for (name, secret, remove) in &work {
         let edits: Vec<(String, Option<&ByteString>)> =
             remove.iter().map(|k| (k.clone(), None)).collect();
-        patch_keys(context, &secret, &edits).await?;
-        outcome.changes.push(format!(
-            "Secret {}: removed {}",
-            entry.secret,
-            remove.join(", ")
-        ));
+        patch_keys(context, secret, &edits).await?;
+        if *name == root {
+            for key in remove {
+                if let Some(value) = wanted.get(key) {
+                    gone.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        outcome
+            .changes
+            .push(format!("Secret {name}: removed {}", remove.join(", ")));
     }
     let (_, copies) = plan(context).await?;
-    wait_for_copies(context, &copies, &wanted, false).await?;
+    wait_for_copies(context, &copies, &gone, false).await?;
     outcome.result = if outcome.changes.is_empty() {
         "no key added by step 04 is left; nothing changed".into()
     } else {
