@@ -15,6 +15,7 @@ pub mod vsphere;
 
 pub mod backup;
 pub mod cloud_config;
+pub mod components;
 pub mod context;
 pub mod infrastructure;
 pub mod plan;

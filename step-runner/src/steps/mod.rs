@@ -6,7 +6,9 @@ pub mod backup_cpms;
 pub mod create_folder;
 pub mod create_tags;
 pub mod disable_cvo;
+pub mod monitor_pods;
 pub mod preflight;
+pub mod restart_pods;
 pub mod update_cloud_config;
 pub mod update_infra;
 pub mod update_secrets;
@@ -32,7 +34,7 @@ pub fn implemented(step: Step, undo: bool) -> bool {
             | Step::CreateFolder
             | Step::UpdateInfra
             | Step::UpdateCloudConfig
-    )
+    ) || (!undo && matches!(step, Step::RestartPods | Step::MonitorPods))
 }
 
 /// Runs the context's step.
@@ -47,6 +49,8 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
         Step::CreateFolder => create_folder::run(context).await,
         Step::UpdateInfra => update_infra::run(context).await,
         Step::UpdateCloudConfig => update_cloud_config::run(context).await,
+        Step::RestartPods => restart_pods::run(context).await,
+        Step::MonitorPods => monitor_pods::run(context).await,
         other => Err(StepError::NotImplemented(other.name())),
     }
 }

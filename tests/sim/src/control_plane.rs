@@ -19,6 +19,7 @@ use kube::{Client, Config};
 
 use crate::SimError;
 use crate::children::{self, Process};
+use crate::kubelet_api::{ContainerLogs, KubeletApi};
 use crate::pki::{self, Authority, SigningKey};
 use crate::tools::Tools;
 
@@ -29,6 +30,7 @@ pub struct ControlPlane {
     kubeconfig: PathBuf,
     server: String,
     processes: Vec<Process>,
+    kubelet_api: KubeletApi,
     /// How long the start took.
     pub startup: Duration,
 }
@@ -84,6 +86,17 @@ impl ControlPlane {
         &self.processes
     }
 
+    /// The kubelet API the API server calls for `pods/log`: every Node the
+    /// harness creates reports its address and port.
+    pub fn kubelet_api(&self) -> &KubeletApi {
+        &self.kubelet_api
+    }
+
+    /// The container logs `pods/log` answers from.
+    pub fn logs(&self) -> &ContainerLogs {
+        self.kubelet_api.logs()
+    }
+
     /// A new admin client. Create one per test: a client is bound to the
     /// Tokio runtime it was first used on.
     pub async fn client(&self) -> Result<Client, SimError> {
@@ -128,6 +141,7 @@ impl ControlPlane {
     /// Stops the processes (used by tests that own their control plane; the
     /// shared one stops when the test binary exits).
     pub fn stop(&self) {
+        self.kubelet_api.stop();
         let pids: Vec<u32> = self.processes.iter().map(|p| p.pid).collect();
         children::stop(&pids, Duration::from_secs(10));
     }
@@ -160,6 +174,11 @@ fn start_once(tools: &Tools) -> Result<ControlPlane, SimError> {
     let client_ca = Authority::new("vmi-sim client CA")?;
     let serving = serving_ca.server(&["localhost", "127.0.0.1"])?;
     let admin = client_ca.client("admin", &["system:masters"])?;
+    // The API server's client certificate for kubelets, and the serving
+    // certificate of the harness's kubelet API (which the API server does not
+    // verify: no --kubelet-certificate-authority, see kubelet_api).
+    let kubelet_client = client_ca.client("kube-apiserver-kubelet-client", &[])?;
+    let kubelet_serving = serving_ca.server(&[crate::kubelet_api::KUBELET_ADDRESS])?;
     let sa_key = SigningKey::new()?;
     let file = |name: &str, contents: &str| pki::write_file(&dir, name, contents);
     let serving_ca_file = file("serving-ca.crt", &serving_ca.cert_pem())?;
@@ -168,6 +187,8 @@ fn start_once(tools: &Tools) -> Result<ControlPlane, SimError> {
     let serving_key = file("apiserver.key", &serving.key_pem)?;
     let admin_cert = file("admin.crt", &admin.cert_pem)?;
     let admin_key = file("admin.key", &admin.key_pem)?;
+    let kubelet_client_cert = file("apiserver-kubelet-client.crt", &kubelet_client.cert_pem)?;
+    let kubelet_client_key = file("apiserver-kubelet-client.key", &kubelet_client.key_pem)?;
     let sa_private = file("sa-signer.key", &sa_key.private_pem)?;
     let sa_public = file("sa-signer.pub", &sa_key.public_pem)?;
     let kubeconfig = file(
@@ -175,6 +196,11 @@ fn start_once(tools: &Tools) -> Result<ControlPlane, SimError> {
         &kubeconfig_yaml(&server, &serving_ca_file, &admin_cert, &admin_key),
     )?;
 
+    let kubelet_api = KubeletApi::start(
+        &kubelet_serving.cert_pem,
+        &kubelet_serving.key_pem,
+        &client_ca.cert_pem(),
+    )?;
     let mut processes = Vec::new();
     let result = (|| {
         let mut etcd = Command::new(tools.bin("etcd"));
@@ -213,6 +239,15 @@ fn start_once(tools: &Tools) -> Result<ControlPlane, SimError> {
             ),
             "--service-cluster-ip-range=10.0.0.0/24".into(),
             "--allow-privileged=true".into(),
+            // pods/log: the API server calls the kubelet API of the pod's
+            // Node at its InternalIP (the default order starts with
+            // Hostname, which does not resolve here) with this certificate.
+            format!(
+                "--kubelet-client-certificate={}",
+                kubelet_client_cert.display()
+            ),
+            format!("--kubelet-client-key={}", kubelet_client_key.display()),
+            "--kubelet-preferred-address-types=InternalIP".into(),
             "--profiling=false".into(),
             "--v=1".into(),
         ]);
@@ -240,6 +275,11 @@ fn start_once(tools: &Tools) -> Result<ControlPlane, SimError> {
             // the node lifecycle controller would wrongly mark Nodes unreachable.
             "--controllers=*,-node-lifecycle-controller".into(),
             "--leader-elect=false".into(),
+            // OpenShift's values (cluster-kube-controller-manager-operator
+            // defaultconfig.yaml); the defaults (20/30) throttle the
+            // controllers for a second while a cluster is seeded.
+            "--kube-api-qps=150".into(),
+            "--kube-api-burst=300".into(),
             "--bind-address=127.0.0.1".into(),
             "--secure-port=0".into(),
             "--cluster-name=vmi-sim".into(),
@@ -264,6 +304,7 @@ fn start_once(tools: &Tools) -> Result<ControlPlane, SimError> {
         })
     })();
     if let Err(err) = result {
+        kubelet_api.stop();
         children::stop(
             &processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
             Duration::from_secs(5),
@@ -275,6 +316,7 @@ fn start_once(tools: &Tools) -> Result<ControlPlane, SimError> {
         kubeconfig,
         server,
         processes,
+        kubelet_api,
         startup: began.elapsed(),
     })
 }

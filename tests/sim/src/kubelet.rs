@@ -9,7 +9,8 @@
 //! kubelet does, including the `FallbackToLogsOnError` termination message.
 //! The Job controller then marks the Job complete or failed, deletes pods
 //! past the Job's deadline, and so on. Each container's log is kept for
-//! tests.
+//! tests and served through `pods/log` by the control plane's kubelet API
+//! (see [`crate::kubelet_api`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ use serde_json::json;
 use crate::SimError;
 use crate::children;
 use crate::control_plane::ControlPlane;
+use crate::kubelet_api::{ContainerLogs, KubeletApi};
 
 /// The kubelet caps a termination message taken from the log at 80 lines…
 const MESSAGE_LINES: usize = 80;
@@ -72,6 +74,7 @@ struct Runner {
     ca_file: PathBuf,
     extra_env: Vec<(String, String)>,
     state: Arc<Mutex<State>>,
+    logs: ContainerLogs,
 }
 
 impl Kubelet {
@@ -85,7 +88,7 @@ impl Kubelet {
         extra_env: Vec<(String, String)>,
     ) -> Result<Kubelet, SimError> {
         let node = format!("vmi-sim-{namespace}");
-        create_node(&client, &node).await?;
+        create_node(&client, &node, control_plane.kubelet_api()).await?;
         let dir = children::temp_dir("kubelet")?;
         let state = Arc::new(Mutex::new(State::default()));
         let runner = Arc::new(Runner {
@@ -97,6 +100,7 @@ impl Kubelet {
             ca_file: control_plane.dir().join("serving-ca.crt"),
             extra_env,
             state: state.clone(),
+            logs: control_plane.logs().clone(),
         });
         let pods: Api<Pod> = Api::namespaced(client, namespace);
         let task = tokio::spawn(async move {
@@ -169,7 +173,7 @@ fn kill(pid: u32, signal: i32) {
     }
 }
 
-async fn create_node(client: &Client, name: &str) -> Result<(), SimError> {
+async fn create_node(client: &Client, name: &str, api: &KubeletApi) -> Result<(), SimError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let node: Node = serde_json::from_value(json!({
         "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
@@ -180,12 +184,10 @@ async fn create_node(client: &Client, name: &str) -> Result<(), SimError> {
         Err(kube::Error::Api(status)) if status.code == 409 => {}
         Err(e) => return Err(SimError::Kube(format!("create Node {name}"), e)),
     }
-    let status = json!({"status": {
-        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                        "message": "vmi-sim kubelet stand-in"}],
-        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-    }});
+    let mut status = api.node_status(name);
+    status["conditions"] = json!([{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                   "message": "vmi-sim kubelet stand-in"}]);
+    let status = json!({ "status": status });
     nodes
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
         .await
@@ -315,6 +317,8 @@ impl Runner {
         let dir = self.dir.join(&name);
         let log = dir.join("container.log");
         let job = pod.labels().get("batch.kubernetes.io/job-name").cloned();
+        self.logs
+            .attach_file(&self.namespace, &name, &container_name(&pod), log.clone());
         if let Ok(mut state) = self.state.lock() {
             state.runs.insert(
                 uid.clone(),

@@ -8,18 +8,21 @@
 #![warn(missing_docs)]
 
 pub mod children;
+pub mod component_pods;
 pub mod control_plane;
-pub mod credential_operator;
 pub mod cpms_operator;
 pub mod crds;
+pub mod credential_operator;
 pub mod inventory;
 pub mod kubelet;
+pub mod kubelet_api;
 pub mod pki;
 pub mod seed;
 pub mod test_steps;
 pub mod tools;
 pub mod vcsim;
 
+pub use component_pods::ComponentPods;
 pub use control_plane::ControlPlane;
 pub use kubelet::Kubelet;
 pub use test_steps::TestSteps;

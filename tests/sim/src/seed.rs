@@ -7,7 +7,9 @@
 //! components with their release-payload names and labels.
 //!
 //! The static objects are YAML templates in `tests/sim/seed/`; machines, VMs
-//! and Nodes are made here because their number and VM UUIDs vary.
+//! and Nodes are made here because their number and VM UUIDs vary. The
+//! component pods are run by [`ComponentPods`] for as long as the cluster
+//! lives, so they are Ready and have logs.
 
 use std::time::Duration;
 
@@ -18,10 +20,24 @@ use kube::discovery::{Scope, pinned_kind};
 use serde_json::{Value, json};
 
 use crate::SimError;
+use crate::component_pods::ComponentPods;
 use crate::control_plane::ControlPlane;
 use crate::crds::{self, InfrastructureCrd};
 use crate::inventory::Inventory;
 use crate::vcsim::VCenterSim;
+
+/// The namespaces of the vSphere components (`seed/vsphere-components.yaml`),
+/// whose pods [`ComponentPods`] runs in a [`SimCluster`].
+pub const COMPONENT_NAMESPACES: [&str; 5] = [
+    "openshift-cloud-controller-manager-operator",
+    "openshift-cloud-controller-manager",
+    "openshift-machine-api",
+    "openshift-cluster-csi-drivers",
+    "openshift-cluster-storage-operator",
+];
+
+/// How long [`SimCluster::start`] waits for the component pods to be Ready.
+const COMPONENTS_READY: Duration = Duration::from_secs(60);
 
 /// The failure domains the source Infrastructure starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,10 +118,14 @@ pub struct SimCluster {
     pub source_failure_domain: FailureDomainNames,
     /// How the cluster was seeded.
     pub options: SeedOptions,
+    /// The stand-in running the pods of [`COMPONENT_NAMESPACES`]: tests make
+    /// them log lines, crash-loop or stay not Ready through it.
+    pub components: ComponentPods,
 }
 
 impl Drop for SimCluster {
     fn drop(&mut self) {
+        self.components.stop();
         self.plane.stop();
         crate::children::stop(
             &[self.source.process.pid, self.target.process.pid],
@@ -115,11 +135,21 @@ impl Drop for SimCluster {
 }
 
 impl SimCluster {
-    /// Starts a control plane and two vCenters and seeds the source cluster.
+    /// Starts a control plane and two vCenters, seeds the source cluster,
+    /// and returns once the component pods are Ready.
     pub async fn start(options: SeedOptions) -> Result<SimCluster, SimError> {
         let plane = tokio::task::spawn_blocking(ControlPlane::start)
             .await
             .map_err(|e| SimError::Setup(format!("the control plane start panicked: {e}")))??;
+        // Started first: it binds the component pods as soon as their Nodes
+        // exist, while the rest is seeded.
+        let components = match ComponentPods::start(&plane, &COMPONENT_NAMESPACES).await {
+            Ok(components) => components,
+            Err(err) => {
+                plane.stop();
+                return Err(err);
+            }
+        };
         let source = VCenterSim::start("source", "administrator", &random_password()?)?;
         let target = VCenterSim::start("target", "migrator", &random_password()?)?;
         let source_inventory = Inventory::source(&options.infra_id);
@@ -150,11 +180,16 @@ impl SimCluster {
             target_inventory,
             source_failure_domain,
             options,
+            components,
         };
         let client = cluster.client().await?;
         crds::install_openshift_crds(&client, cluster.options.infrastructure_crd).await?;
         crds::install_vmi_crd(&client).await?;
         cluster.seed(&client).await?;
+        cluster
+            .components
+            .wait_ready(&client, COMPONENTS_READY)
+            .await?;
         Ok(cluster)
     }
 
@@ -275,7 +310,7 @@ impl SimCluster {
                 .ok_or_else(|| SimError::Setup(format!("the source vCenter has no VM {name}")))?;
             let owner = (*role == "worker").then_some((machine_set.as_str(), set_uid.as_str()));
             create(client, &self.machine(name, role, &uuid, i, owner)).await?;
-            create(client, &self.node(name, role, &uuid, i)).await?;
+            create(client, &self.node(name, role, &uuid)).await?;
         }
         create(client, &self.control_plane_machine_set()).await?;
         Ok(())
@@ -372,7 +407,11 @@ impl SimCluster {
         })
     }
 
-    fn node(&self, name: &str, role: &str, uuid: &str, index: usize) -> Value {
+    fn node(&self, name: &str, role: &str, uuid: &str) -> Value {
+        let mut status = self.plane.kubelet_api().node_status(name);
+        status["conditions"] = json!([{"type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "kubelet is posting ready status", "lastHeartbeatTime": "2026-10-01T11:00:00Z",
+            "lastTransitionTime": "2026-10-01T11:00:00Z"}]);
         json!({
             "apiVersion": "v1",
             "kind": "Node",
@@ -382,12 +421,9 @@ impl SimCluster {
                     "node.kubernetes.io/instance-type": "vsphere-vm.cpu-4.mem-16gb.os-unknown"},
                 "annotations": {"machine.openshift.io/machine": format!("openshift-machine-api/{name}")}},
             "spec": {"providerID": format!("vsphere://{uuid}")},
-            "status": {
-                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                    "message": "kubelet is posting ready status", "lastHeartbeatTime": "2026-10-01T11:00:00Z",
-                    "lastTransitionTime": "2026-10-01T11:00:00Z"}],
-                "addresses": [{"type": "InternalIP", "address": machine_ip(index)}, {"type": "Hostname", "address": name}],
-            },
+            // The kubelet API of the control plane answers for every Node:
+            // its address (not the Machine's) and port, so pods/log works.
+            "status": status,
         })
     }
 
