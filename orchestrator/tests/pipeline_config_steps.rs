@@ -8,16 +8,12 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use vmi_api::VSphereMigrationInfra;
 use vmi_api::migration::{MigrationPath, Phase, StepState};
@@ -48,30 +44,6 @@ fn vmi_step() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_vmi-orchestrator")).with_file_name("vmi-step")
 }
 
-/// Counts the writes that change the cloud-provider-config text.
-fn count_edits(client: &kube::Client) -> Arc<AtomicUsize> {
-    let edits = Arc::new(AtomicUsize::new(0));
-    let counter = edits.clone();
-    let api = Api::<ConfigMap>::namespaced(client.clone(), "openshift-config");
-    tokio::spawn(async move {
-        let mut last: Option<String> = None;
-        let mut events = watcher(
-            api,
-            watcher::Config::default().fields("metadata.name=cloud-provider-config"),
-        )
-        .applied_objects()
-        .boxed();
-        while let Some(Ok(map)) = events.next().await {
-            let text = map.data.unwrap_or_default().get("config").cloned();
-            if last.is_some() && last != text {
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
-            last = text;
-        }
-    });
-    edits
-}
-
 async fn run(crd: InfrastructureCrd, format: CloudConfigFormat, expected: MigrationPath) {
     let step = vmi_step();
     let cluster = SimCluster::start(SeedOptions {
@@ -84,7 +56,7 @@ async fn run(crd: InfrastructureCrd, format: CloudConfigFormat, expected: Migrat
     let client = cluster.client().await.unwrap();
     let _credentials = CredentialOperator::start(client.clone());
     let _cpms = CpmsGenerator::start(client.clone());
-    let edits = count_edits(&client);
+    let edits = vmi_sim::disruption::CloudConfigRollouts::start(client.clone());
     let namespace = cluster.plane.namespace(&client, "vmi").await.unwrap();
 
     // The step pods' identity and exactly the role shipped in deploy/.
@@ -259,11 +231,7 @@ async fn run(crd: InfrastructureCrd, format: CloudConfigFormat, expected: Migrat
         .unwrap()["config"]
         .clone();
     assert!(config.contains(&target.server), "{config}");
-    assert_eq!(
-        edits.load(Ordering::SeqCst),
-        1,
-        "exactly one cloud-provider-config edit"
-    );
+    assert_eq!(edits.count(), 1, "exactly one cloud-provider-config edit");
     // Tags and folder in the target vcsim.
     assert_eq!(
         target

@@ -87,17 +87,29 @@ pub(crate) async fn credentials(
                 "the credentials Secret {namespace}/{name} (spec.credentialsSecret) does not exist; create it with keys {server}.username and {server}.password"
             ))
         })?;
+    credentials_in(
+        secret,
+        server,
+        &format!("the credentials Secret {namespace}/{name}"),
+        "add it",
+    )
+}
+
+/// `<server>.username` and `<server>.password` of `secret` (named
+/// `described` in messages, which end with `remedy` when a key is missing).
+fn credentials_in(
+    secret: Secret,
+    server: &str,
+    described: &str,
+    remedy: &str,
+) -> Result<Credentials, StepError> {
     let data = secret.data.unwrap_or_default();
     let key = |suffix: &str| -> Result<String, StepError> {
         let key = format!("{server}.{suffix}");
         data.get(&key)
             .map(|v| String::from_utf8_lossy(&v.0).into_owned())
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| {
-                StepError::Refused(format!(
-                    "the credentials Secret {namespace}/{name} has no key {key}; add it"
-                ))
-            })
+            .ok_or_else(|| StepError::Refused(format!("{described} has no key {key}; {remedy}")))
     };
     Ok(Credentials::new(&key("username")?, &key("password")?))
 }
@@ -168,19 +180,12 @@ pub async fn connect_source(context: &StepContext) -> Result<VCenter, StepError>
                 "Secret kube-system/vsphere-creds does not exist, so the source vCenter's credentials are unknown; nothing was changed".into(),
             )
         })?;
-    let data = secret.data.unwrap_or_default();
-    let key = |suffix: &str| -> Result<String, StepError> {
-        let key = format!("{server}.{suffix}");
-        data.get(&key)
-            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| {
-                StepError::Refused(format!(
-                    "Secret kube-system/vsphere-creds has no key {key}: the source vCenter's credentials are missing there"
-                ))
-            })
-    };
-    let credentials = Credentials::new(&key("username")?, &key("password")?);
+    let credentials = credentials_in(
+        secret,
+        &server,
+        "Secret kube-system/vsphere-creds",
+        "the source vCenter's credentials are missing there",
+    )?;
     let port = crate::infrastructure::list(
         &crate::infrastructure::read_vsphere(context).await?.vsphere,
         "vcenters",

@@ -6,13 +6,8 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::{WatchStreamExt, watcher};
 use support::{run_step, step_status, step_vmi};
 use vmi_api::Step;
 use vmi_api::migration::MigrationPath;
@@ -41,36 +36,11 @@ async fn set_config(client: &kube::Client, text: &str) {
         .unwrap();
 }
 
-/// Counts the writes that change the config text, as the machine config
-/// operator would count node rollouts.
-fn count_edits(client: &kube::Client) -> Arc<AtomicUsize> {
-    let edits = Arc::new(AtomicUsize::new(0));
-    let counter = edits.clone();
-    let api = Api::<ConfigMap>::namespaced(client.clone(), "openshift-config");
-    tokio::spawn(async move {
-        let mut last: Option<String> = None;
-        let mut events = watcher(
-            api,
-            watcher::Config::default().fields("metadata.name=cloud-provider-config"),
-        )
-        .applied_objects()
-        .boxed();
-        while let Some(Ok(map)) = events.next().await {
-            let text = map.data.unwrap_or_default().get("config").cloned();
-            if last.is_some() && last != text {
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
-            last = text;
-        }
-    });
-    edits
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ini_becomes_yaml_in_one_edit_and_yaml_stays_yaml() {
     let cluster = SimCluster::start(SeedOptions::default()).await.unwrap();
     let client = cluster.client().await.unwrap();
-    let edits = count_edits(&client);
+    let edits = vmi_sim::disruption::CloudConfigRollouts::start(client.clone());
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let target = &cluster.target;
     let original = config(&client).await;
@@ -122,7 +92,7 @@ async fn ini_becomes_yaml_in_one_edit_and_yaml_stays_yaml() {
             .ends_with("nothing changed")
     );
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(edits.load(Ordering::SeqCst), 1, "exactly one edit");
+    assert_eq!(edits.count(), 1, "exactly one edit");
 
     run_step(&cluster, &vmi, Action::Undo(Step::UpdateCloudConfig))
         .await
@@ -137,7 +107,7 @@ async fn ini_becomes_yaml_in_one_edit_and_yaml_stays_yaml() {
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(
-        edits.load(Ordering::SeqCst),
+        edits.count(),
         2,
         "the undo is one more edit, its repeat none"
     );

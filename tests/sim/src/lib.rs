@@ -13,6 +13,7 @@ pub mod control_plane;
 pub mod cpms_operator;
 pub mod crds;
 pub mod credential_operator;
+pub mod disruption;
 pub mod inventory;
 pub mod kubelet;
 pub mod kubelet_api;
