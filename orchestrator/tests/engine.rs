@@ -90,7 +90,13 @@ async fn steps_run_in_order_and_leave_their_history() {
             .all(|j| j.metadata.owner_references.as_ref().unwrap()[0].name == "move")
     );
 
-    let events = rig.events("move").await;
+    let events = rig
+        .events_until("move", |events| {
+            events
+                .iter()
+                .any(|(_, reason, _)| reason == "MigrationSucceeded")
+        })
+        .await;
     let reasons: Vec<&str> = events.iter().map(|(_, r, _)| r.as_str()).collect();
     assert_eq!(
         reasons.iter().filter(|r| **r == "StepStarted").count(),
@@ -172,7 +178,11 @@ async fn a_failure_stops_everything_and_deleting_the_job_retries_it() {
         "oc delete job -n {} vmi-step-01-disable-cvo",
         rig.namespace
     )));
-    let events = rig.events("move").await;
+    let events = rig
+        .events_until("move", |events| {
+            events.iter().any(|(_, reason, _)| reason == "StepFailed")
+        })
+        .await;
     assert!(
         events.iter().any(|(kind, reason, note)| kind == "Warning"
             && reason == "StepFailed"
@@ -300,7 +310,11 @@ async fn pause_and_pause_before_stop_between_steps() {
     rig.patch_spec("move", serde_json::json!({"pauseBefore": []}))
         .await;
     rig.wait_for_phase("move", Phase::Succeeded, PATIENCE).await;
-    let events = rig.events("move").await;
+    let events = rig
+        .events_until("move", |events| {
+            events.iter().any(|(_, reason, _)| reason == "Resumed")
+        })
+        .await;
     let reasons: Vec<&str> = events.iter().map(|(_, r, _)| r.as_str()).collect();
     assert!(
         reasons.contains(&"Paused") && reasons.contains(&"Resumed"),

@@ -253,6 +253,23 @@ impl Rig {
         api.delete(name, &DeleteParams::background()).await.unwrap();
     }
 
+    /// Events about vmi `name` once `done` holds for them (events are
+    /// recorded just after the status they announce), or after 10 s.
+    pub async fn events_until(
+        &self,
+        name: &str,
+        done: impl Fn(&[(String, String, String)]) -> bool,
+    ) -> Vec<(String, String, String)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let events = self.events(name).await;
+            if done(&events) || Instant::now() > deadline {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Events about vmi `name`: (type, reason, message).
     pub async fn events(&self, name: &str) -> Vec<(String, String, String)> {
         let api: Api<k8s_openapi::api::events::v1::Event> =
