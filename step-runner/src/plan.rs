@@ -12,7 +12,7 @@ use crate::cli::PlanOutput;
 use crate::context::{StepContext, StepError};
 use crate::infrastructure::{self, AddTargets, OBJECT};
 use crate::steps::{backup_cpms, create_tags, preflight, update_cloud_config, update_secrets};
-use crate::vcenters::{infrastructure_id, source_server};
+use crate::vcenters::{infrastructure_id, source_server_in};
 
 /// One planned change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -110,7 +110,7 @@ pub async fn make(context: &StepContext) -> Result<Plan, StepError> {
         ),
     );
     let stored = infrastructure::read_vsphere(context).await?;
-    if let Ok(source) = source_server(context).await {
+    if let Ok(source) = source_server_in(context, &stored.vsphere) {
         for want in create_tags::wanted(
             &source,
             infrastructure::list(&stored.vsphere, "failureDomains"),
@@ -151,21 +151,12 @@ pub async fn make(context: &StepContext) -> Result<Plan, StepError> {
         Err(err) => add(Step::UpdateInfra, format!("refused: {err}")),
     }
     let (name, key) = update_cloud_config::location(context).await?;
-    let text = kube::api::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
-        context.client.clone(),
-        update_cloud_config::NAMESPACE,
-    )
-    .get_opt(&name)
-    .await
-    .map_err(StepError::kube(format!(
-        "read ConfigMap {}/{name}",
-        update_cloud_config::NAMESPACE
-    )))?
-    .and_then(|m| m.data)
-    .and_then(|d| d.get(&key).cloned())
-    .unwrap_or_default();
+    // A missing ConfigMap or key is the step's own refusal, shown below.
+    let text = update_cloud_config::read(context, &name, &key).await;
     let domains = update_cloud_config::failure_domain_count(context).await?;
-    match update_cloud_config::edit(&text, &name, &spec.vcenters, &spec.failure_domains, domains) {
+    match text.and_then(|(_, text)| {
+        update_cloud_config::edit(&text, &name, &spec.vcenters, &spec.failure_domains, domains)
+    }) {
         Ok(Some(edit)) => add(
             Step::UpdateCloudConfig,
             format!(

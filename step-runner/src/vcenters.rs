@@ -4,6 +4,7 @@
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use serde_json::Value;
 use vmi_api::topology::{TargetVCenter, VCenterTls};
 
 use crate::context::{StepContext, StepError};
@@ -127,6 +128,11 @@ pub async fn connect_target(context: &StepContext, server: &str) -> Result<VCent
 /// target. When the spec names the source, it must be that one.
 pub async fn source_server(context: &StepContext) -> Result<String, StepError> {
     let stored = crate::infrastructure::read_vsphere(context).await?;
+    source_server_in(context, &stored.vsphere)
+}
+
+/// [`source_server`] from a vSphere spec already read.
+pub fn source_server_in(context: &StepContext, vsphere: &Value) -> Result<String, StepError> {
     let targets: Vec<&str> = context
         .vmi
         .spec
@@ -134,7 +140,7 @@ pub async fn source_server(context: &StepContext) -> Result<String, StepError> {
         .iter()
         .map(|v| v.server.as_str())
         .collect();
-    let sources: Vec<String> = crate::infrastructure::list(&stored.vsphere, "vcenters")
+    let sources: Vec<String> = crate::infrastructure::list(vsphere, "vcenters")
         .iter()
         .filter_map(|v| v["server"].as_str())
         .filter(|s| !targets.contains(s))
@@ -163,7 +169,8 @@ pub async fn source_server(context: &StepContext) -> Result<String, StepError> {
 /// credentials (`kube-system/vsphere-creds`) and the TLS settings of
 /// `spec.source`.
 pub async fn connect_source(context: &StepContext) -> Result<VCenter, StepError> {
-    let server = source_server(context).await?;
+    let stored = crate::infrastructure::read_vsphere(context).await?;
+    let server = source_server_in(context, &stored.vsphere)?;
     let tls = context
         .vmi
         .spec
@@ -186,14 +193,11 @@ pub async fn connect_source(context: &StepContext) -> Result<VCenter, StepError>
         "Secret kube-system/vsphere-creds",
         "the source vCenter's credentials are missing there",
     )?;
-    let port = crate::infrastructure::list(
-        &crate::infrastructure::read_vsphere(context).await?.vsphere,
-        "vcenters",
-    )
-    .iter()
-    .find(|v| v["server"].as_str() == Some(server.as_str()))
-    .and_then(|v| v["port"].as_u64())
-    .and_then(|p| u16::try_from(p).ok());
+    let port = crate::infrastructure::list(&stored.vsphere, "vcenters")
+        .iter()
+        .find(|v| v["server"].as_str() == Some(server.as_str()))
+        .and_then(|v| v["port"].as_u64())
+        .and_then(|p| u16::try_from(p).ok());
     Ok(VCenter::connect(&server, port, &trust, credentials).await?)
 }
 

@@ -61,8 +61,7 @@ async fn backup_cpms_leaves_an_inactive_one_and_undo_restores_it() {
     assert_eq!(original.data["spec"]["state"], "Active");
     let machines = machine_versions(&client).await;
 
-    // Without the operator nothing regenerates: started after the checks
-    // that need none.
+    // The operator stand-in regenerates the CPMS once the step deletes it.
     let generator = CpmsGenerator::start(client.clone());
     run_step(&cluster, &vmi, Action::Step(Step::BackupCpms))
         .await

@@ -116,10 +116,29 @@ async fn restart_then_monitor_and_stop_on_a_failure_signature() {
         "cloud-controller-manager",
         line,
     );
+    // A component that logs a password: the quote in status is redacted.
+    cluster.components.inject_log(
+        "openshift-cluster-storage-operator",
+        "vsphere-problem-detector-operator",
+        "problem-detector-operator",
+        &format!(
+            "E1121 10:00:01.000000       1 vsphere_check.go:77] Cannot complete login for user {} with password {}",
+            cluster.target.username, cluster.target.password
+        ),
+    );
     let err = run_step(&cluster, &vmi, Action::Step(Step::MonitorPods))
         .await
         .unwrap_err()
         .to_string();
+    assert!(err.contains("credentials failure"), "{err}");
+    assert!(err.contains("with password [redacted]"), "{err}");
+    assert!(!err.contains(&cluster.target.password), "{err}");
+    let entry = step_status(&client, &vmi, Step::MonitorPods).await;
+    assert!(
+        !serde_json::to_string(&entry)
+            .unwrap()
+            .contains(&cluster.target.password)
+    );
     assert!(
         err.contains("pod openshift-cloud-controller-manager/vsphere-cloud-controller-manager-"),
         "{err}"

@@ -181,7 +181,8 @@ async fn wait_until_accepted(context: &StepContext) -> Result<(), StepError> {
                 .await?
             {
                 Answer::Accepted => return Ok(()),
-                Answer::Conflict => continue,
+                // Changed between the read and the dry run: read again after the pause.
+                Answer::Conflict => format!("{} changed meanwhile", infrastructure::OBJECT),
                 Answer::Refused(message) => message,
             };
         if started.elapsed() > SETTLE {

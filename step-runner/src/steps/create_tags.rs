@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::backup::Backups;
 use crate::context::{Outcome, StepContext, StepError};
 use crate::infrastructure;
-use crate::vcenters::{connect_source, connect_target, source_server};
+use crate::vcenters::{connect_source, connect_target, source_server, source_server_in};
 use crate::vsphere::{Cardinality, Category, Tag, Tagging, VCenter};
 
 /// The category of region tags.
@@ -306,8 +306,8 @@ fn servers(wanted: &[Wanted]) -> Vec<String> {
 
 /// Runs the step.
 pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
-    let source = source_server(context).await?;
     let stored = infrastructure::read_vsphere(context).await?;
+    let source = source_server_in(context, &stored.vsphere)?;
     let wanted = wanted(
         &source,
         infrastructure::list(&stored.vsphere, "failureDomains"),
@@ -341,10 +341,10 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
         let found = Found::read(&session.tagging).await?;
         let mine: Vec<&Wanted> = wanted.iter().filter(|w| w.server == server).collect();
         problems.extend(check(&session, &found, &mine).await?);
-        sessions.push((server, session));
+        sessions.push((session, found));
     }
     if !problems.is_empty() {
-        for (_, session) in sessions {
+        for (session, _) in sessions {
             session.close().await;
         }
         return Err(StepError::Refused(format!(
@@ -356,10 +356,10 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     let mut created = load_created(&backups).await?;
     let mut outcome = Outcome::default();
     let mut reused = 0;
-    for (server, session) in sessions {
+    for (session, mut found) in sessions {
         let result = apply(
             &session,
-            &server,
+            &mut found,
             &wanted,
             &backups,
             &mut created,
@@ -391,15 +391,16 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
 /// and verifies every attachment.
 async fn apply(
     session: &Session,
-    server: &str,
+    found: &mut Found,
     wanted: &[Wanted],
     backups: &Backups,
     created: &mut Vec<Created>,
     outcome: &mut Outcome,
     reused: &mut usize,
 ) -> Result<(), StepError> {
+    let server = session.vcenter.server().to_owned();
+    let server = server.as_str();
     for want in wanted.iter().filter(|w| w.server == server) {
-        let found = Found::read(&session.tagging).await?;
         let category_id = match found.category(want.category) {
             Some(c) => c.id.clone(),
             None => {
@@ -420,6 +421,12 @@ async fn apply(
                     "vCenter {server}: created category {} ({id})",
                     want.category
                 ));
+                found.categories.push(Category {
+                    id: id.clone(),
+                    name: want.category.to_owned(),
+                    cardinality: "SINGLE".into(),
+                    associable_types: vec![want.object_type.to_owned()],
+                });
                 id
             }
         };
@@ -441,6 +448,11 @@ async fn apply(
                     "vCenter {server}: created tag {}/{} ({id})",
                     want.category, want.tag
                 ));
+                found.tags.push(Tag {
+                    id: id.clone(),
+                    name: want.tag.clone(),
+                    category_id: category_id.clone(),
+                });
                 id
             }
         };
@@ -539,8 +551,8 @@ async fn undo_on(
     outcome: &mut Outcome,
     kept: &mut Vec<String>,
 ) -> Result<(), StepError> {
+    let mut found = Found::read(&session.tagging).await?;
     for item in created.iter().rev().filter(|c| c.server() == server) {
-        let found = Found::read(&session.tagging).await?;
         match item {
             Created::Attachment {
                 category,
@@ -571,7 +583,9 @@ async fn undo_on(
                 let Some(tag_found) = found.tag(category, name) else {
                     continue;
                 };
-                session.tagging.delete_tag(&tag_found.id).await?;
+                let id = tag_found.id.clone();
+                session.tagging.delete_tag(&id).await?;
+                found.tags.retain(|t| t.id != id);
                 outcome
                     .changes
                     .push(format!("vCenter {server}: deleted tag {category}/{name}"));
@@ -584,7 +598,9 @@ async fn undo_on(
                     kept.push(format!("{server}:{name}"));
                     continue;
                 }
-                session.tagging.delete_category(&category.id).await?;
+                let id = category.id.clone();
+                session.tagging.delete_category(&id).await?;
+                found.categories.retain(|c| c.id != id);
                 outcome
                     .changes
                     .push(format!("vCenter {server}: deleted category {name}"));

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, LogParams};
@@ -19,6 +19,7 @@ use crate::components::{COMPONENTS, matching};
 use crate::context::{Outcome, StepContext, StepError};
 use crate::report;
 use crate::steps::restart_pods::{crashes, pods, restarted_at, wait_until_ready};
+use crate::vsphere::redact::Redactor;
 
 /// The annotation that sets the window, in seconds.
 pub const WINDOW_ANNOTATION: &str = "vmi.config.openshift.io/monitor-window-seconds";
@@ -39,8 +40,35 @@ fn window(context: &StepContext) -> Duration {
         .unwrap_or(DEFAULT_WINDOW)
 }
 
-fn quote(line: &str) -> String {
-    let line = line.trim();
+/// A redactor for every vCenter password the cluster and the vmi hold
+/// (`*.password` of `kube-system/vsphere-creds` and of the credentials
+/// Secret): a component's log line is quoted into status, and a component
+/// may log its configuration.
+async fn redactor(context: &StepContext) -> Result<Redactor, StepError> {
+    let mut redactor = Redactor::default();
+    for (namespace, name) in [
+        ("kube-system", "vsphere-creds"),
+        (
+            context.vmi_ref.namespace.as_str(),
+            context.vmi.spec.credentials_secret.name.as_str(),
+        ),
+    ] {
+        let secret = Api::<Secret>::namespaced(context.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(StepError::kube(format!("read Secret {namespace}/{name}")))?;
+        for (key, value) in secret.and_then(|s| s.data).unwrap_or_default() {
+            if key.ends_with(".password") {
+                redactor.add(&String::from_utf8_lossy(&value.0));
+            }
+        }
+    }
+    Ok(redactor)
+}
+
+fn quote(redactor: &Redactor, line: &str) -> String {
+    let line = redactor.redact(line.trim());
+    let line = line.as_str();
     match line.char_indices().nth(QUOTE) {
         Some((at, _)) => format!("{}…", &line[..at]),
         None => line.to_owned(),
@@ -65,6 +93,7 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
         .and_then(|e| window.checked_sub(e))
         .unwrap_or_default();
     tokio::time::sleep(remaining).await;
+    let redactor = redactor(context).await?;
     let mut hits = Vec::new();
     let mut findings = Vec::new();
     let mut scanned = 0;
@@ -103,7 +132,7 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
                         component.namespace,
                         pod.name_any(),
                         signature.name,
-                        quote(line),
+                        quote(&redactor, line),
                         signature.remedy
                     ));
                 }

@@ -20,7 +20,7 @@ use crate::context::{Outcome, StepContext, StepError};
 use crate::infrastructure::{self, AddTargets, Answer, BLOCKING_RULE_MESSAGE, OBJECT};
 use crate::report;
 use crate::steps::allow_multi_vcenter;
-use crate::vcenters::{connect_source, connect_target, infrastructure_id, source_server};
+use crate::vcenters::{connect_source, connect_target, infrastructure_id, source_server_in};
 use crate::vsphere::VCenter;
 
 /// The driver of vSphere CSI volumes.
@@ -512,9 +512,9 @@ async fn close(vcenter: VCenter) {
 /// The path decision, or a problem.
 async fn decide_path(
     context: &StepContext,
+    stored: &infrastructure::Stored,
     findings: &mut Findings,
 ) -> Result<Option<MigrationPathDecision>, StepError> {
-    let stored = infrastructure::read_vsphere(context).await?;
     let change = match AddTargets::plan(
         &stored.vsphere,
         &context.vmi.spec.vcenters,
@@ -623,14 +623,15 @@ pub async fn check(
     let mut findings = Findings::default();
     check_spec(&context.vmi.spec, &mut findings);
     let infra_id = infrastructure_id(context).await?;
-    let source = match source_server(context).await {
+    let stored = infrastructure::read_vsphere(context).await?;
+    let source = match source_server_in(context, &stored.vsphere) {
         Ok(source) => Some(source),
         Err(err) => {
             findings.problem(err.to_string());
             None
         }
     };
-    let decision = decide_path(context, &mut findings).await?;
+    let decision = decide_path(context, &stored, &mut findings).await?;
     if let Some(source) = &source {
         for target in &context.vmi.spec.vcenters {
             if target.server.eq_ignore_ascii_case(source) {
@@ -659,7 +660,6 @@ pub async fn check(
             "source vCenter: certificate NOT verified (spec.source.tls.insecure)",
         );
     }
-    let stored = infrastructure::read_vsphere(context).await?;
     if let Some(vcenter) = &source_vcenter {
         let datacenters: Vec<String> = infrastructure::list(&stored.vsphere, "failureDomains")
             .iter()

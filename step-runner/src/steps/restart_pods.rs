@@ -53,11 +53,12 @@ fn created(pod: &Pod) -> Option<Timestamp> {
     pod.metadata.creation_timestamp.as_ref().map(|t| t.0)
 }
 
-/// Whether the component's workload exists, and how many Ready pods it wants.
+/// How many pods the component's workload wants, or `None` when it does
+/// not exist in this cluster.
 pub async fn desired(
     context: &StepContext,
     component: &Component,
-) -> Result<Option<(i32, i32)>, StepError> {
+) -> Result<Option<i32>, StepError> {
     let what = format!("read {}/{}", component.namespace, component.name);
     Ok(match component.kind {
         Kind::Deployment => {
@@ -65,25 +66,14 @@ pub async fn desired(
                 .get_opt(component.name)
                 .await
                 .map_err(StepError::kube(what))?
-                .map(|d| {
-                    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                    let ready = d
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.ready_replicas)
-                        .unwrap_or(0);
-                    (want, ready)
-                })
+                .map(|d| d.spec.and_then(|s| s.replicas).unwrap_or(1))
         }
         Kind::DaemonSet => {
             Api::<DaemonSet>::namespaced(context.client.clone(), component.namespace)
                 .get_opt(component.name)
                 .await
                 .map_err(StepError::kube(what))?
-                .map(|d| {
-                    let status = d.status.unwrap_or_default();
-                    (status.desired_number_scheduled, status.number_ready)
-                })
+                .map(|d| d.status.unwrap_or_default().desired_number_scheduled)
         }
     })
 }
@@ -138,7 +128,7 @@ pub async fn wait_until_ready(
         let mut lagging = Vec::new();
         let mut crashing: Vec<String> = Vec::new();
         for component in COMPONENTS {
-            let Some((want, _)) = desired(context, component).await? else {
+            let Some(want) = desired(context, component).await? else {
                 missing.push(format!("{}/{}", component.namespace, component.name));
                 continue;
             };

@@ -52,7 +52,8 @@ fn api(context: &StepContext) -> Api<ConfigMap> {
     Api::namespaced(context.client.clone(), NAMESPACE)
 }
 
-async fn read(
+/// The ConfigMap `name` and its text at `key`; refused when either is missing.
+pub async fn read(
     context: &StepContext,
     name: &str,
     key: &str,
