@@ -41,13 +41,15 @@ fn inventory(cluster: &SimCluster) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for sim in [&cluster.source, &cluster.target] {
         out.push(categories(sim));
-        out.push(
-            sim.govc(&["tags.ls"])
-                .unwrap()
-                .lines()
-                .map(str::to_owned)
-                .collect(),
-        );
+        // vcsim lists tags in no fixed order.
+        let mut tags: Vec<String> = sim
+            .govc(&["tags.ls"])
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        tags.sort();
+        out.push(tags);
     }
     out.push(attached(&cluster.source, "/datacenter-a"));
     out.push(attached(&cluster.source, "/datacenter-a/host/cluster-a"));
