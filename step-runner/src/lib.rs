@@ -18,6 +18,7 @@ pub mod cloud_config;
 pub mod components;
 pub mod context;
 pub mod infrastructure;
+pub mod machines;
 pub mod plan;
 pub mod report;
 pub mod steps;

@@ -4,11 +4,17 @@
 pub mod allow_multi_vcenter;
 pub mod backup_cpms;
 pub mod create_folder;
+pub mod create_machinesets;
 pub mod create_tags;
 pub mod disable_cvo;
+pub mod migrate_volumes;
 pub mod monitor_pods;
 pub mod preflight;
+pub mod recreate_cpms;
+pub mod remove_source;
 pub mod restart_pods;
+pub mod restore_cvo;
+pub mod scale_down_source;
 pub mod update_cloud_config;
 pub mod update_infra;
 pub mod update_secrets;
@@ -18,23 +24,19 @@ use vmi_api::Step;
 use crate::context::{Outcome, StepContext, StepError};
 
 /// Whether `step` (or its undo) is implemented, so that an unimplemented
-/// one fails before anything is read or changed.
+/// one fails before anything is read or changed. Every step runs; the
+/// steps without an undo are the read-only ones, the restarts, the gate on
+/// volumes, and the point of no return and what follows it.
 pub fn implemented(step: Step, undo: bool) -> bool {
-    if undo && step == Step::Preflight {
-        return false;
-    }
-    matches!(
-        step,
-        Step::Preflight
-            | Step::DisableCvo
-            | Step::AllowMultiVcenter
-            | Step::BackupCpms
-            | Step::UpdateSecrets
-            | Step::CreateTags
-            | Step::CreateFolder
-            | Step::UpdateInfra
-            | Step::UpdateCloudConfig
-    ) || (!undo && matches!(step, Step::RestartPods | Step::MonitorPods))
+    !undo
+        || !matches!(
+            step,
+            Step::Preflight
+                | Step::RestartPods
+                | Step::MonitorPods
+                | Step::RemoveSource
+                | Step::RestoreCvo
+        )
 }
 
 /// Runs the context's step.
@@ -51,7 +53,12 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
         Step::UpdateCloudConfig => update_cloud_config::run(context).await,
         Step::RestartPods => restart_pods::run(context).await,
         Step::MonitorPods => monitor_pods::run(context).await,
-        other => Err(StepError::NotImplemented(other.name())),
+        Step::CreateMachinesets => create_machinesets::run(context).await,
+        Step::RecreateCpms => recreate_cpms::run(context).await,
+        Step::MigrateVolumes => migrate_volumes::run(context).await,
+        Step::ScaleDownSource => scale_down_source::run(context).await,
+        Step::RemoveSource => remove_source::run(context).await,
+        Step::RestoreCvo => restore_cvo::run(context).await,
     }
 }
 
@@ -66,6 +73,12 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
         Step::CreateFolder => create_folder::undo(context).await,
         Step::UpdateInfra => update_infra::undo(context).await,
         Step::UpdateCloudConfig => update_cloud_config::undo(context).await,
+        Step::CreateMachinesets => create_machinesets::undo(context).await,
+        Step::RecreateCpms => recreate_cpms::undo(context).await,
+        Step::MigrateVolumes => Ok(Outcome::unchanged(
+            "nothing to undo: step 13 moves no volume in this version",
+        )),
+        Step::ScaleDownSource => scale_down_source::undo(context).await,
         other => Err(StepError::UndoNotImplemented(other.name())),
     }
 }

@@ -85,6 +85,13 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
             ));
         }
     };
+    monitor(context, since).await
+}
+
+/// Waits for the vSphere components restarted at `since` to be Ready,
+/// then reads their logs over the window for failure signatures; a hit is
+/// recorded in the step's status and fails the step.
+pub async fn monitor(context: &StepContext, since: Timestamp) -> Result<Outcome, StepError> {
     let missing = wait_until_ready(context, since).await?;
     let window = window(context);
     let elapsed = Timestamp::now().duration_since(since);

@@ -27,12 +27,17 @@ const READY_TIMEOUT: Duration = Duration::from_secs(480);
 
 /// The restart time recorded by step 09, if it ran.
 pub async fn restarted_at(context: &StepContext) -> Result<Option<Timestamp>, StepError> {
-    let Some(text) = Backups::of(context).load(RESTARTED_AT).await? else {
+    recorded_at(context, RESTARTED_AT).await
+}
+
+/// The restart time recorded under backup `key`, if any.
+pub async fn recorded_at(context: &StepContext, key: &str) -> Result<Option<Timestamp>, StepError> {
+    let Some(text) = Backups::of(context).load(key).await? else {
         return Ok(None);
     };
     text.parse::<Timestamp>().map(Some).map_err(|e| {
         StepError::Refused(format!(
-            "the backup {RESTARTED_AT} holds {text:?}, not a time ({e}); delete that key to restart again"
+            "the backup {key} holds {text:?}, not a time ({e}); delete that key to restart again"
         ))
     })
 }
@@ -196,9 +201,15 @@ pub async fn wait_until_ready(
 
 /// Runs the step.
 pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
+    restart(context, RESTARTED_AT).await
+}
+
+/// Restarts every vSphere component once, the restart time recorded under
+/// backup `key` (step 09 and step 15 each restart once).
+pub async fn restart(context: &StepContext, key: &str) -> Result<Outcome, StepError> {
     let backups = Backups::of(context);
     let mut outcome = Outcome::default();
-    let since = match restarted_at(context).await? {
+    let since = match recorded_at(context, key).await? {
         Some(at) => at,
         None => {
             // The next whole second, so that creation timestamps (whole
@@ -210,10 +221,10 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
                         .mode(RoundMode::Ceil),
                 )
                 .map_err(|e| StepError::Refused(format!("internal: {e}")))?;
-            if backups.save_once(RESTARTED_AT, &at.to_string()).await? {
-                outcome.backups.push(backups.describe(RESTARTED_AT));
+            if backups.save_once(key, &at.to_string()).await? {
+                outcome.backups.push(backups.describe(key));
             }
-            restarted_at(context).await?.unwrap_or(at)
+            recorded_at(context, key).await?.unwrap_or(at)
         }
     };
     let wait = since.duration_since(Timestamp::now());

@@ -401,3 +401,52 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
     };
     Ok(outcome)
 }
+
+/// Removes vCenter `server`'s `<server>.username` / `<server>.password`
+/// from the root secret and from each component secret the credential
+/// operator does not manage, then waits until the managed copies lost them
+/// too (step 15, once nothing runs on that vCenter). Returns one line per
+/// secret changed; a second call changes nothing.
+pub async fn remove_server(context: &StepContext, server: &str) -> Result<Vec<String>, StepError> {
+    let keys = [format!("{server}.username"), format!("{server}.password")];
+    let (edit, copies) = plan(context).await?;
+    let mut changes = Vec::new();
+    for secret in &edit {
+        let data = secret.data.clone().unwrap_or_default();
+        let present: Vec<(String, Option<&ByteString>)> = keys
+            .iter()
+            .filter(|k| data.contains_key(*k))
+            .map(|k| (k.clone(), None))
+            .collect();
+        if present.is_empty() {
+            continue;
+        }
+        patch_keys(context, secret, &present).await?;
+        changes.push(format!(
+            "Secret {}: removed {}",
+            describe(secret),
+            present
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let (after, _) = plan(context).await?;
+    if let Some(left) = after.iter().find(|s| {
+        s.data
+            .as_ref()
+            .is_some_and(|d| keys.iter().any(|k| d.contains_key(k)))
+    }) {
+        return Err(StepError::Unverified(format!(
+            "Secret {} still holds the keys of {server} after they were removed",
+            describe(left)
+        )));
+    }
+    let gone: BTreeMap<String, ByteString> = keys
+        .iter()
+        .map(|k| (k.clone(), ByteString(Vec::new())))
+        .collect();
+    wait_for_copies(context, &copies, &gone, false).await?;
+    Ok(changes)
+}
