@@ -128,8 +128,9 @@ pub struct SecretRef {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Workers {
-    /// Replicas per target failure domain. Failure domains not listed get as
-    /// many workers as the source has, spread evenly.
+    /// Replicas per target failure domain; a failure domain not listed gets
+    /// no worker. When omitted, the source's worker count is spread evenly
+    /// over every target failure domain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]

@@ -11,7 +11,9 @@ use vmi_api::migration::{MigrationPath, MigrationPathDecision};
 use crate::cli::PlanOutput;
 use crate::context::{StepContext, StepError};
 use crate::infrastructure::{self, AddTargets, OBJECT};
-use crate::steps::{backup_cpms, create_tags, preflight, update_cloud_config, update_secrets};
+use crate::steps::{
+    backup_cpms, create_machinesets, create_tags, preflight, update_cloud_config, update_secrets,
+};
 use crate::vcenters::{infrastructure_id, source_server_in};
 
 /// One planned change.
@@ -179,24 +181,32 @@ pub async fn make(context: &StepContext) -> Result<Plan, StepError> {
         Step::MonitorPods,
         "wait for those pods to be Ready and scan their logs for failure signatures".into(),
     );
-    let placements = spec
-        .workers
-        .as_ref()
-        .and_then(|w| w.failure_domains.clone());
-    for domain in &spec.failure_domains {
-        let replicas = match &placements {
-            Some(list) => match list.iter().find(|p| p.name == domain.name) {
-                Some(p) => format!("{} replica(s)", p.replicas),
-                None => "no replica (not in spec.workers.failureDomains)".into(),
-            },
-            None => "as many workers as the source has, spread evenly".into(),
+    let source_workers: i64 = match source_server_in(context, &stored.vsphere) {
+        Ok(source) => create_machinesets::source_sets(context, &source)
+            .await?
+            .iter()
+            .filter(|s| crate::machines::role(s) == Some("worker"))
+            .map(|s| s.data["spec"]["replicas"].as_i64().unwrap_or(0))
+            .sum(),
+        Err(_) => 0,
+    };
+    for (name, replicas) in
+        create_machinesets::placements(spec, i32::try_from(source_workers).unwrap_or(i32::MAX))
+    {
+        let Some(domain) = spec.failure_domains.iter().find(|d| d.name == name) else {
+            continue;
         };
         add(
             Step::CreateMachinesets,
-            format!(
-                "MachineSet openshift-machine-api/{infra_id}-worker-{}: new, in failure domain {} on vCenter {}, {replicas}",
-                domain.name, domain.name, domain.server
-            ),
+            if replicas == 0 {
+                format!("failure domain {name}: no worker (0 replicas), no MachineSet")
+            } else {
+                format!(
+                    "MachineSet openshift-machine-api/{}: new, in failure domain {name} on vCenter {}, {replicas} replica(s)",
+                    create_machinesets::machine_set_name(&infra_id, "worker", &name),
+                    domain.server
+                )
+            },
         );
     }
     let control: Vec<&str> = match &spec.control_plane {
