@@ -88,8 +88,19 @@ async fn generated_source_gets_tags_on_both_vcenters_and_undo_removes_them() {
         ["zone-b"]
     );
     let entry = step_status(&client, &vmi, Step::CreateTags).await;
-    // Two categories, two tags and two attachments on each vCenter.
-    assert_eq!(entry.changes.len(), 12, "{:?}", entry.changes);
+    // Two categories, two tags and two attachments on each vCenter, and on
+    // the target the cluster's own category and tag for its VMs.
+    assert_eq!(entry.changes.len(), 14, "{:?}", entry.changes);
+    assert_eq!(
+        cluster
+            .target
+            .govc(&["tags.ls", "-c", "openshift-ocp-x7k2p"])
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["ocp-x7k2p", "openshift-ocp-x7k2p"],
+        "tag ocp-x7k2p in category openshift-ocp-x7k2p"
+    );
     assert_eq!(entry.backups.len(), 1);
     let after = inventory(&cluster);
 

@@ -17,7 +17,9 @@ use serde_json::Value;
 use crate::backup::Backups;
 use crate::context::{Outcome, StepContext, StepError};
 use crate::infrastructure;
-use crate::vcenters::{connect_source, connect_target, source_server, source_server_in};
+use crate::vcenters::{
+    connect_source, connect_target, infrastructure_id, source_server, source_server_in,
+};
 use crate::vsphere::{Cardinality, Category, Tag, Tagging, VCenter};
 
 /// The category of region tags.
@@ -147,12 +149,14 @@ struct Found {
 }
 
 impl Found {
-    async fn read(tagging: &Tagging) -> Result<Found, StepError> {
+    async fn read(tagging: &Tagging, cluster_category: &str) -> Result<Found, StepError> {
         let categories: Vec<Category> = tagging
             .categories()
             .await?
             .into_iter()
-            .filter(|c| c.name == REGION_CATEGORY || c.name == ZONE_CATEGORY)
+            .filter(|c| {
+                c.name == REGION_CATEGORY || c.name == ZONE_CATEGORY || c.name == cluster_category
+            })
             .collect();
         let mut tags = Vec::new();
         for category in &categories {
@@ -308,6 +312,8 @@ fn servers(wanted: &[Wanted]) -> Vec<String> {
 pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     let stored = infrastructure::read_vsphere(context).await?;
     let source = source_server_in(context, &stored.vsphere)?;
+    let infra_id = infrastructure_id(context).await?;
+    let cluster_category = format!("openshift-{infra_id}");
     let wanted = wanted(
         &source,
         infrastructure::list(&stored.vsphere, "failureDomains"),
@@ -338,7 +344,7 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     let mut problems = Vec::new();
     for server in servers(&wanted) {
         let session = Session::open(context, &server, &source).await?;
-        let found = Found::read(&session.tagging).await?;
+        let found = Found::read(&session.tagging, &cluster_category).await?;
         let mine: Vec<&Wanted> = wanted.iter().filter(|w| w.server == server).collect();
         problems.extend(check(&session, &found, &mine).await?);
         sessions.push((session, found));
@@ -357,7 +363,7 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     let mut outcome = Outcome::default();
     let mut reused = 0;
     for (session, mut found) in sessions {
-        let result = apply(
+        let mut result = apply(
             &session,
             &mut found,
             &wanted,
@@ -367,6 +373,17 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
             &mut reused,
         )
         .await;
+        if result.is_ok() && session.vcenter.server() != source {
+            result = ensure_cluster_tag(
+                &session,
+                &mut found,
+                &infra_id,
+                &backups,
+                &mut created,
+                &mut outcome,
+            )
+            .await;
+        }
         session.close().await;
         result?;
     }
@@ -385,6 +402,72 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
         )
     };
     Ok(outcome)
+}
+
+/// Creates on a target vCenter the cluster's own tag, `<infraID>` in
+/// category `openshift-<infraID>` (VMs only), as the installer does on the
+/// source: the machine API attaches it to every VM it clones when it exists
+/// (research §4.2), and the installer's destroy finds the cluster's VMs by it.
+async fn ensure_cluster_tag(
+    session: &Session,
+    found: &mut Found,
+    infra_id: &str,
+    backups: &Backups,
+    created: &mut Vec<Created>,
+    outcome: &mut Outcome,
+) -> Result<(), StepError> {
+    let server = session.vcenter.server().to_owned();
+    let category_name = format!("openshift-{infra_id}");
+    let category_id = match found.category(&category_name) {
+        Some(c) => c.id.clone(),
+        None => {
+            record(
+                backups,
+                created,
+                Created::Category {
+                    server: server.clone(),
+                    name: category_name.clone(),
+                },
+            )
+            .await?;
+            let id = session
+                .tagging
+                .create_category(&category_name, Cardinality::Single, &["VirtualMachine"])
+                .await?;
+            outcome.changes.push(format!(
+                "vCenter {server}: created category {category_name} ({id})"
+            ));
+            found.categories.push(Category {
+                id: id.clone(),
+                name: category_name.clone(),
+                cardinality: "SINGLE".into(),
+                associable_types: vec!["VirtualMachine".into()],
+            });
+            id
+        }
+    };
+    if found.tag(&category_name, infra_id).is_none() {
+        record(
+            backups,
+            created,
+            Created::Tag {
+                server: server.clone(),
+                category: category_name.clone(),
+                name: infra_id.to_owned(),
+            },
+        )
+        .await?;
+        let id = session.tagging.create_tag(&category_id, infra_id).await?;
+        outcome.changes.push(format!(
+            "vCenter {server}: created tag {category_name}/{infra_id} ({id}) for the cluster's VMs"
+        ));
+        found.tags.push(Tag {
+            id,
+            name: infra_id.to_owned(),
+            category_id,
+        });
+    }
+    Ok(())
 }
 
 /// Creates what is missing on one vCenter, recording each object first,
@@ -515,6 +598,7 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
         ));
     }
     let source = source_server(context).await?;
+    let infra_id = infrastructure_id(context).await?;
     let mut outcome = Outcome::default();
     let mut kept = Vec::new();
     let mut servers: Vec<&str> = Vec::new();
@@ -525,7 +609,15 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
     }
     for server in servers {
         let session = Session::open(context, server, &source).await?;
-        let result = undo_on(&session, server, &created, &mut outcome, &mut kept).await;
+        let result = undo_on(
+            &session,
+            &infra_id,
+            server,
+            &created,
+            &mut outcome,
+            &mut kept,
+        )
+        .await;
         session.close().await;
         result?;
     }
@@ -546,12 +638,14 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
 
 async fn undo_on(
     session: &Session,
+    infra_id: &str,
     server: &str,
     created: &[Created],
     outcome: &mut Outcome,
     kept: &mut Vec<String>,
 ) -> Result<(), StepError> {
-    let mut found = Found::read(&session.tagging).await?;
+    let cluster_category = format!("openshift-{infra_id}");
+    let mut found = Found::read(&session.tagging, &cluster_category).await?;
     for item in created.iter().rev().filter(|c| c.server() == server) {
         match item {
             Created::Attachment {
