@@ -33,12 +33,12 @@ pub enum StepError {
     /// The step made its change but could not confirm the result.
     #[error("{0}")]
     Unverified(String),
-    /// The step has no implementation yet.
-    #[error("step {0} is not implemented yet")]
-    NotImplemented(&'static str),
-    /// The step's undo has no implementation yet.
-    #[error("the undo of step {0} is not implemented yet")]
-    UndoNotImplemented(&'static str),
+    /// The step has no undo by design: it changes nothing that needs
+    /// undoing (a check, a restart), or it is past the point of no return.
+    #[error(
+        "step {0} has no undo: it changes nothing that needs undoing, or it is past the point of no return (see docs/steps/)"
+    )]
+    NoUndo(&'static str),
 }
 
 impl StepError {

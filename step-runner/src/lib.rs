@@ -1,9 +1,9 @@
 //! `vmi-step`: runs one step of a vmi migration, in its own Job's pod or
 //! locally against any kubeconfig.
 //!
-//! This crate holds the command line and logging; the steps themselves arrive
-//! with the issues that implement them. Until a step is implemented it fails
-//! with "step <name> is not implemented yet" rather than pretending to work.
+//! This crate holds the command line, logging, the steps (`steps/`) and
+//! what they share: the vCenter client, backups, status reports, the
+//! Infrastructure, cloud-provider-config and machine API helpers.
 
 #![warn(missing_docs)]
 
@@ -79,12 +79,8 @@ pub async fn run(invocation: &cli::Invocation) -> Result<(), RunError> {
         Action::Plan { output } => return print_plan(invocation, output).await,
     };
     let undo = entry == report::Entry::Undo;
-    if !steps::implemented(step, undo) {
-        return Err(if undo {
-            StepError::UndoNotImplemented(step.name())
-        } else {
-            StepError::NotImplemented(step.name())
-        });
+    if undo && !steps::has_undo(step) {
+        return Err(StepError::NoUndo(step.name()));
     }
     let client = context::client(invocation.kubeconfig.as_deref()).await?;
     let context = StepContext::load(client, invocation.vmi.clone(), step, attempt()).await?;

@@ -11,13 +11,13 @@ fn vmi_step(args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn an_unimplemented_step_fails_and_says_so_last() {
-    let output = vmi_step(&["create-machinesets", "--vmi", "vmi-system/m1"]);
+fn a_missing_undo_fails_and_says_so_last() {
+    let output = vmi_step(&["remove-source", "--undo", "--vmi", "vmi-system/m1"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let last = stderr.lines().last().unwrap_or_default();
     assert!(
-        last.contains("step create-machinesets is not implemented yet"),
+        last.contains("step remove-source has no undo"),
         "last line: {last}\n{stderr}"
     );
     assert!(output.stdout.is_empty(), "logs go to stderr");
@@ -28,7 +28,8 @@ fn json_logs_are_one_object_per_line() {
     let output = vmi_step(&[
         "--log-format",
         "json",
-        "create-machinesets",
+        "preflight",
+        "--undo",
         "--vmi",
         "vmi-system/m1",
     ]);
@@ -40,9 +41,12 @@ fn json_logs_are_one_object_per_line() {
         .collect();
     let last = lines.last().unwrap();
     assert_eq!(last["level"], "ERROR");
-    assert_eq!(
-        last["message"],
-        "step create-machinesets is not implemented yet"
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("step preflight has no undo"),
+        "{last}"
     );
     assert_eq!(last["vmi"], "vmi-system/m1");
 }

@@ -187,6 +187,16 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
                 object()
             )));
         }
+        Some(c)
+            if state(c) == "Active"
+                && crate::steps::recreate_cpms::domains_of(&c.data["spec"])
+                    == crate::steps::recreate_cpms::domains_of(&saved["spec"]) =>
+        {
+            return Ok(Outcome::unchanged(format!(
+                "{} is Active on the backed-up failure domains (step 12's undo put them back); nothing changed",
+                object()
+            )));
+        }
         Some(c) if state(c) == "Active" => {
             return Err(StepError::Refused(format!(
                 "{} is Active with a spec other than the backup (step 12 activated it?); an Active control plane machine set cannot be replaced without rolling the control plane; undo step 12 first; nothing was changed",

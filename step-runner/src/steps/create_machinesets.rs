@@ -348,7 +348,9 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
             .map_err(|e| StepError::Refused(format!("internal: MachineSet {name}: {e}")))?;
         match api.create(&PostParams::default(), &set).await {
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            // Created meanwhile (by an earlier attempt of this step): the
+            // next run checks it is ours.
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
             Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 || s.code == 403 => {
                 return Err(StepError::Refused(format!(
                     "the API server refused MachineSet {NAMESPACE}/{name}: {}; fix what it names, then retry",
@@ -523,8 +525,9 @@ pub async fn drain_and_delete(
                     .is_some_and(|s| names.contains(s.as_str()))
             })
             .collect();
-        // A Machine's Node goes with it; a Node of a gone Machine is
-        // recognised by its machine annotation.
+        // A Machine's Node goes with it; a Node left by a gone Machine is
+        // recognised by its name (Node names are Machine names,
+        // `<set>-<suffix>`).
         let orphans: Vec<String> = nodes
             .iter()
             .filter(|n| {

@@ -23,20 +23,19 @@ use vmi_api::Step;
 
 use crate::context::{Outcome, StepContext, StepError};
 
-/// Whether `step` (or its undo) is implemented, so that an unimplemented
-/// one fails before anything is read or changed. Every step runs; the
-/// steps without an undo are the read-only ones, the restarts, the gate on
-/// volumes, and the point of no return and what follows it.
-pub fn implemented(step: Step, undo: bool) -> bool {
-    !undo
-        || !matches!(
-            step,
-            Step::Preflight
-                | Step::RestartPods
-                | Step::MonitorPods
-                | Step::RemoveSource
-                | Step::RestoreCvo
-        )
+/// Whether `step` has an undo, so that asking for a missing one fails
+/// before anything is read or changed. The steps without one are the
+/// read-only check, the restarts, and the point of no return and what
+/// follows it.
+pub fn has_undo(step: Step) -> bool {
+    !matches!(
+        step,
+        Step::Preflight
+            | Step::RestartPods
+            | Step::MonitorPods
+            | Step::RemoveSource
+            | Step::RestoreCvo
+    )
 }
 
 /// Runs the context's step.
@@ -79,6 +78,6 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
             "nothing to undo: step 13 moves no volume in this version",
         )),
         Step::ScaleDownSource => scale_down_source::undo(context).await,
-        other => Err(StepError::UndoNotImplemented(other.name())),
+        other => Err(StepError::NoUndo(other.name())),
     }
 }

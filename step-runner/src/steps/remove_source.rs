@@ -19,8 +19,8 @@
 //!
 //! Each part checks whether it is already done, so a retry resumes where a
 //! failed run stopped. The vSphere spec and the configuration text are
-//! backed up before they change; which keys were removed is recorded
-//! (never their values). There is no undo.
+//! backed up before they change; the removed secret keys are named in the
+//! step's changes (their values are kept nowhere). There is no undo.
 
 use std::collections::BTreeMap;
 
@@ -131,6 +131,25 @@ async fn remove_from_infrastructure(
     source: &str,
 ) -> Result<Vec<String>, StepError> {
     let mut changes = Vec::new();
+    let stored = infrastructure::read_vsphere(context).await?;
+    let missing: Vec<&str> = context
+        .vmi
+        .spec
+        .vcenters
+        .iter()
+        .map(|v| v.server.as_str())
+        .filter(|t| {
+            !infrastructure::list(&stored.vsphere, "vcenters")
+                .iter()
+                .any(|v| v["server"].as_str() == Some(*t))
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(StepError::Refused(format!(
+            "{OBJECT} does not list the target vCenter(s) {}: step 07 adds them; removing the source would leave the cluster without its vCenter; nothing was changed",
+            missing.join(", ")
+        )));
+    }
     for part in ["failureDomains", "vcenters"] {
         let mut done = false;
         for _ in 0..ATTEMPTS {

@@ -135,13 +135,18 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
         format!("ok: no Machine or Node left on the source vCenter {source}"),
         format!("ok: {OBJECT} names only {}", servers.join(", ")),
     ];
+    let unchanged = if outcome.changes.is_empty() {
+        "; nothing changed"
+    } else {
+        ""
+    };
     outcome.result = match path {
         MigrationPath::Legacy => format!(
-            "restored the Infrastructure CRD rule and the cluster-version operator; the cluster runs on {} and is healthy",
+            "the Infrastructure CRD rule and the cluster-version operator are restored; the cluster runs on {} and is healthy{unchanged}",
             servers.join(", ")
         ),
         MigrationPath::Native => format!(
-            "the cluster-version operator kept running (native path); the cluster runs on {} and is healthy",
+            "the cluster-version operator kept running (native path); the cluster runs on {} and is healthy{unchanged}",
             servers.join(", ")
         ),
     };
