@@ -19,7 +19,7 @@ use vmi_api::VSphereMigrationInfra;
 use vmi_api::migration::{MigrationPath, Phase, StepState};
 use vmi_sim::Kubelet;
 use vmi_sim::children;
-use vmi_sim::cpms_operator::CpmsGenerator;
+use vmi_sim::cpms_operator::CpmsOperator;
 use vmi_sim::crds::InfrastructureCrd;
 use vmi_sim::credential_operator::CredentialOperator;
 use vmi_sim::seed::{CloudConfigFormat, SeedOptions, SimCluster};
@@ -55,7 +55,7 @@ async fn run(crd: InfrastructureCrd, format: CloudConfigFormat, expected: Migrat
     .unwrap();
     let client = cluster.client().await.unwrap();
     let _credentials = CredentialOperator::start(client.clone());
-    let _cpms = CpmsGenerator::start(client.clone());
+    let _cpms = CpmsOperator::start(client.clone());
     let edits = vmi_sim::disruption::CloudConfigRollouts::start(client.clone());
     let namespace = cluster.plane.namespace(&client, "vmi").await.unwrap();
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use support::{run_step, step_status, step_vmi};
 use vmi_api::Step;
 use vmi_api::migration::MigrationPath;
-use vmi_sim::cpms_operator::CpmsGenerator;
+use vmi_sim::cpms_operator::CpmsOperator;
 use vmi_sim::seed::{SeedOptions, SimCluster};
 use vmi_step_runner::Action;
 
@@ -62,7 +62,7 @@ async fn backup_cpms_leaves_an_inactive_one_and_undo_restores_it() {
     let machines = machine_versions(&client).await;
 
     // The operator stand-in regenerates the CPMS once the step deletes it.
-    let generator = CpmsGenerator::start(client.clone());
+    let generator = CpmsOperator::start(client.clone());
     run_step(&cluster, &vmi, Action::Step(Step::BackupCpms))
         .await
         .unwrap();

@@ -1,21 +1,42 @@
-//! A stand-in for the generator of the control plane machine set operator
-//! (research `openshift-vsphere.md` §5): when `openshift-machine-api/cluster`
-//! is missing it is regenerated, `Inactive`, from the current control plane
-//! Machines; an `Inactive` one that differs from what would be generated is
-//! deleted and created again (so an edit to an Inactive CPMS is lost unless
-//! it sets `state: Active` in the same write); an `Active` one is left alone.
+//! A stand-in for the control plane machine set operator (research
+//! `openshift-vsphere.md` §5), and for the etcd operator's part in
+//! replacing a control plane Machine.
 //!
-//! The generated failure domains are the Infrastructure's failure domains
-//! the Machines are in (matched by server, datacenter and datastore), and
-//! the provider spec is a control plane Machine's with the topology fields
-//! cleared, as `ResetTopologyRelatedFields` does when the Infrastructure has
-//! failure domains.
+//! Generator: when `openshift-machine-api/cluster` is missing it is
+//! regenerated, `Inactive`, from the current control plane Machines; an
+//! `Inactive` one that differs from what would be generated is deleted and
+//! created again (so an edit to an Inactive CPMS is lost unless it sets
+//! `state: Active` in the same write); an `Active` one is left to the
+//! controller below. The generated failure domains are the
+//! Infrastructure's failure domains the Machines are in (matched by
+//! server, datacenter and datastore), and the provider spec is a control
+//! plane Machine's with the topology fields cleared, as
+//! `ResetTopologyRelatedFields` does when the Infrastructure has failure
+//! domains.
+//!
+//! Controller (an `Active` CPMS, see [`rollout`]): each index gets the
+//! template's provider spec with its failure domain injected; a Machine
+//! whose provider spec differs is replaced, with `RollingUpdate` one index
+//! at a time (surge 1: the replacement, Running with a Ready Node, then the
+//! old Machine deleted), with `OnDelete` only once someone deleted it. The
+//! status counts replicas, ready, updated and unavailable ones as the real
+//! controller does, with its Available, Degraded and Progressing
+//! conditions.
+//!
+//! etcd operator: a control plane Machine being deleted keeps its
+//! `EtcdQuorumOperator` pre-drain hook until `spec.replicas` other control
+//! plane Machines run with Ready Nodes; then the hook is removed (the
+//! member moved), and the machine API may delete it.
 
-use std::sync::Arc;
+mod rollout;
+
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::BoxStream;
+use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams,
@@ -26,70 +47,148 @@ use serde_json::{Value, json};
 
 /// The namespace of Machines and the CPMS.
 const NAMESPACE: &str = "openshift-machine-api";
-/// How long the generator waits after an event before acting, as the real
+/// How long the operator waits after an event before acting, as the real
 /// one's requeue does.
 const DELAY: Duration = Duration::from_millis(300);
+/// A pass at least this often, even without events.
+const RESYNC: Duration = Duration::from_secs(2);
 
-/// The running stand-in.
-pub struct CpmsGenerator {
+/// The running stand-in. Stops when dropped.
+pub struct CpmsOperator {
     task: tokio::task::JoinHandle<()>,
-    generated: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+}
+
+/// What the stand-in counts and records, shared with its task.
+#[derive(Debug, Default)]
+struct Counters {
+    generated: AtomicU64,
+    replacements: AtomicU64,
+    problems: Mutex<Vec<String>>,
+}
+
+impl Counters {
+    /// Records a problem once (the real operator logs it and the webhook
+    /// would have refused the change).
+    fn problem(&self, message: String) {
+        if let Ok(mut problems) = self.problems.lock()
+            && !problems.contains(&message)
+        {
+            eprintln!("vmi-sim control plane machine set operator: {message}");
+            problems.push(message);
+        }
+    }
 }
 
 fn resource(group: &str, version: &str, kind: &str) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
 }
 
-impl CpmsGenerator {
-    /// Starts the generator.
-    pub fn start(client: Client) -> CpmsGenerator {
-        let generated = Arc::new(AtomicU64::new(0));
-        let counter = generated.clone();
-        let task = tokio::spawn(async move {
-            let cpms = Api::<DynamicObject>::namespaced_with(
-                client.clone(),
-                NAMESPACE,
-                &resource("machine.openshift.io", "v1", "ControlPlaneMachineSet"),
-            );
-            let mut events = watcher(cpms, watcher::Config::default())
-                .default_backoff()
-                .boxed();
-            // The spec of the last CPMS it created, as the API server stored
-            // it (with defaults), to tell an edit from its own object.
-            let mut last_stored: Option<Value> = None;
-            while let Some(event) = events.next().await {
-                if event.is_err() {
-                    continue;
-                }
-                tokio::time::sleep(DELAY).await;
-                // Events that arrived meanwhile are covered by this pass.
-                if let Ok(true) = reconcile(&client, &mut last_stored).await {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-        CpmsGenerator { task, generated }
+fn cpms_api(client: &Client) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        NAMESPACE,
+        &resource("machine.openshift.io", "v1", "ControlPlaneMachineSet"),
+    )
+}
+
+impl CpmsOperator {
+    /// Starts the generator, the controller and the etcd operator's part on
+    /// the current Tokio runtime.
+    pub fn start(client: Client) -> CpmsOperator {
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(run(client, counters.clone()));
+        CpmsOperator { task, counters }
     }
 
     /// How many control plane machine sets it has (re)created.
     pub fn generated(&self) -> u64 {
-        self.generated.load(Ordering::Relaxed)
+        self.counters.generated.load(Ordering::Relaxed)
+    }
+
+    /// How many replacement control plane Machines it has created.
+    pub fn replacements(&self) -> u64 {
+        self.counters.replacements.load(Ordering::Relaxed)
+    }
+
+    /// What it refused to act on (e.g. an unknown failure domain), each
+    /// once, oldest first.
+    pub fn problems(&self) -> Vec<String> {
+        self.counters
+            .problems
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
     }
 }
 
-impl Drop for CpmsGenerator {
+impl Drop for CpmsOperator {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-/// One pass; returns whether it created a CPMS.
-async fn reconcile(client: &Client, last_stored: &mut Option<Value>) -> Result<bool, kube::Error> {
-    let cpms_api = Api::<DynamicObject>::namespaced_with(
+/// The loop: a pass after every event (CPMS, Machines, Nodes,
+/// Infrastructure) and at least every [`RESYNC`].
+async fn run(client: Client, counters: Arc<Counters>) {
+    let mut events = triggers(&client);
+    // The spec of the last CPMS it created, as the API server stored it
+    // (with defaults), to tell an edit from its own object.
+    let mut last_stored: Option<Value> = None;
+    loop {
+        tokio::select! {
+            _ = events.next() => {}
+            () = tokio::time::sleep(RESYNC) => {}
+        }
+        tokio::time::sleep(DELAY).await;
+        // Events that arrived meanwhile are covered by this pass.
+        if let Ok(true) = reconcile(&client, &mut last_stored).await {
+            counters.generated.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Err(err) = rollout::reconcile(&client, &counters).await {
+            eprintln!("vmi-sim control plane machine set operator: {err}");
+        }
+        if let Err(err) = rollout::release_etcd_hooks(&client).await {
+            eprintln!("vmi-sim etcd operator: {err}");
+        }
+    }
+}
+
+fn triggers(client: &Client) -> BoxStream<'static, ()> {
+    let config = watcher::Config::default;
+    let machines = Api::<DynamicObject>::namespaced_with(
         client.clone(),
         NAMESPACE,
-        &resource("machine.openshift.io", "v1", "ControlPlaneMachineSet"),
+        &resource("machine.openshift.io", "v1beta1", "Machine"),
     );
+    let infrastructure = Api::<DynamicObject>::all_with(
+        client.clone(),
+        &resource("config.openshift.io", "v1", "Infrastructure"),
+    );
+    let streams = vec![
+        watcher(cpms_api(client), config())
+            .default_backoff()
+            .map(|_| ())
+            .boxed(),
+        watcher(machines, config())
+            .default_backoff()
+            .map(|_| ())
+            .boxed(),
+        watcher(Api::<Node>::all(client.clone()), config())
+            .default_backoff()
+            .map(|_| ())
+            .boxed(),
+        watcher(infrastructure, config())
+            .default_backoff()
+            .map(|_| ())
+            .boxed(),
+    ];
+    futures::stream::select_all(streams).boxed()
+}
+
+/// One pass; returns whether it created a CPMS.
+async fn reconcile(client: &Client, last_stored: &mut Option<Value>) -> Result<bool, kube::Error> {
+    let cpms_api = cpms_api(client);
     let current = cpms_api.get_opt("cluster").await?;
     if let Some(current) = &current
         && (current.metadata.deletion_timestamp.is_some()

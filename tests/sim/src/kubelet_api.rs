@@ -304,6 +304,18 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `status.addresses` and `status.daemonEndpoints` of a Node whose pods the
+/// kubelet API on `port` answers for, with `hostname` as its `Hostname`
+/// address ([`KubeletApi::node_status`] for stand-ins that keep only the
+/// port).
+pub fn node_status(port: u16, hostname: &str) -> serde_json::Value {
+    serde_json::json!({
+        "addresses": [{"type": "InternalIP", "address": KUBELET_ADDRESS},
+                      {"type": "Hostname", "address": hostname}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+    })
+}
+
 /// A control plane's kubelet API server and the runtime it runs on.
 #[derive(Debug)]
 pub struct KubeletApi {
@@ -387,11 +399,7 @@ impl KubeletApi {
     /// `status.addresses` and `status.daemonEndpoints` of a Node whose pods
     /// this server answers for, with `hostname` as its `Hostname` address.
     pub fn node_status(&self, hostname: &str) -> serde_json::Value {
-        serde_json::json!({
-            "addresses": [{"type": "InternalIP", "address": KUBELET_ADDRESS},
-                          {"type": "Hostname", "address": hostname}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
-        })
+        node_status(self.port, hostname)
     }
 
     /// The runtime the server runs on, for stand-ins that must live as long

@@ -283,22 +283,33 @@ impl SimCluster {
                 .map(|i| (format!("{machine_set}-{}", worker_suffix(i)), "worker")),
         );
         let inv = &self.source_inventory;
-        for (name, _) in &machines {
-            self.source.govc(&[
-                "vm.clone",
-                "-vm",
-                &inv.template_path(),
-                "-ds",
-                &inv.datastore,
-                "-pool",
-                &inv.resource_pool_path(),
-                "-folder",
-                &inv.folder_path(),
-                "-on=true",
-                name,
-            ])?;
-        }
+        let clones: Vec<Vec<String>> = machines
+            .iter()
+            .map(|(name, _)| {
+                [
+                    "vm.clone",
+                    "-vm",
+                    &inv.template_path(),
+                    "-ds",
+                    &inv.datastore,
+                    "-pool",
+                    &inv.resource_pool_path(),
+                    "-folder",
+                    &inv.folder_path(),
+                    "-on=true",
+                    name,
+                ]
+                .map(str::to_owned)
+                .to_vec()
+            })
+            .collect();
+        govc_in_parallel(&self.source, &clones)?;
         let uuids = vm_uuids(&self.source, &format!("{}/*", inv.folder_path()))?;
+        let vm_paths: Vec<String> = machines
+            .iter()
+            .map(|(name, _)| format!("{}/{name}", inv.folder_path()))
+            .collect();
+        tag_cluster_id(&self.source, infra_id, &vm_paths)?;
 
         let set = create(client, &self.machine_set(&machine_set)).await?;
         let set_uid = set.metadata.uid.clone().unwrap_or_default();
@@ -408,23 +419,18 @@ impl SimCluster {
     }
 
     fn node(&self, name: &str, role: &str, uuid: &str) -> Value {
-        let mut status = self.plane.kubelet_api().node_status(name);
-        status["conditions"] = json!([{"type": "Ready", "status": "True", "reason": "KubeletReady",
-            "message": "kubelet is posting ready status", "lastHeartbeatTime": "2026-10-01T11:00:00Z",
-            "lastTransitionTime": "2026-10-01T11:00:00Z"}]);
-        json!({
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": name,
-                "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                    format!("node-role.kubernetes.io/{role}"): "",
-                    "node.kubernetes.io/instance-type": "vsphere-vm.cpu-4.mem-16gb.os-unknown"},
-                "annotations": {"machine.openshift.io/machine": format!("openshift-machine-api/{name}")}},
-            "spec": {"providerID": format!("vsphere://{uuid}")},
-            // The kubelet API of the control plane answers for every Node:
-            // its address (not the Machine's) and port, so pods/log works.
-            "status": status,
-        })
+        machine_node(
+            self.plane.kubelet_api().node_status(name),
+            &MachineNode {
+                name,
+                role,
+                provider_id: &format!("vsphere://{uuid}"),
+                cpus: 4,
+                memory_mib: 16384,
+                topology: None,
+                ready_since: "2026-10-01T11:00:00Z",
+            },
+        )
     }
 
     fn control_plane_machine_set(&self) -> Value {
@@ -460,9 +466,110 @@ impl SimCluster {
     }
 }
 
+/// The facts a Machine's Node is made from.
+#[derive(Debug, Clone, Copy)]
+pub struct MachineNode<'a> {
+    /// Node (and Machine) name.
+    pub name: &'a str,
+    /// `master` or `worker`: the `node-role.kubernetes.io/<role>` label.
+    pub role: &'a str,
+    /// `vsphere://<VM BIOS UUID>`.
+    pub provider_id: &'a str,
+    /// The VM's CPUs, for the instance type label.
+    pub cpus: u64,
+    /// The VM's memory in MiB, for the instance type label.
+    pub memory_mib: u64,
+    /// Region and zone, when known: the `topology.kubernetes.io/*` labels.
+    pub topology: Option<(&'a str, &'a str)>,
+    /// When it became Ready (RFC 3339).
+    pub ready_since: &'a str,
+}
+
+/// A Ready Node of a Machine as the kubelet and the vSphere cloud
+/// controller manager leave it: hostname, OS, role and instance type labels
+/// (topology labels when known), the machine annotation, the provider ID,
+/// and `status` (the kubelet API's addresses and endpoint, see
+/// [`crate::kubelet_api::node_status`]) with a Ready condition.
+pub fn machine_node(mut status: Value, node: &MachineNode<'_>) -> Value {
+    let name = node.name;
+    status["conditions"] = json!([{"type": "Ready", "status": "True", "reason": "KubeletReady",
+        "message": "kubelet is posting ready status", "lastHeartbeatTime": node.ready_since,
+        "lastTransitionTime": node.ready_since}]);
+    let mut labels = json!({"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+        format!("node-role.kubernetes.io/{}", node.role): "",
+        "node.kubernetes.io/instance-type": format!("vsphere-vm.cpu-{}.mem-{}gb.os-unknown",
+            node.cpus, node.memory_mib / 1024)});
+    if let Some((region, zone)) = node.topology {
+        labels["topology.kubernetes.io/region"] = region.into();
+        labels["topology.kubernetes.io/zone"] = zone.into();
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels,
+            "annotations": {"machine.openshift.io/machine": format!("openshift-machine-api/{name}")}},
+        "spec": {"providerID": node.provider_id},
+        // The kubelet API of the control plane answers for every Node:
+        // its address (not the Machine's) and port, so pods/log works.
+        "status": status,
+    })
+}
+
+/// Creates the installer's cluster-id tag in `vcenter` (category
+/// `openshift-<infra_id>`, cardinality SINGLE, for VMs; tag `<infra_id>`)
+/// and attaches it to the VMs at `vm_paths`, a few at a time.
+fn tag_cluster_id(
+    vcenter: &VCenterSim,
+    infra_id: &str,
+    vm_paths: &[String],
+) -> Result<(), SimError> {
+    let category = format!("openshift-{infra_id}");
+    vcenter.govc(&[
+        "tags.category.create",
+        "-d",
+        "Added by openshift-install do not remove",
+        "-t",
+        "VirtualMachine",
+        &category,
+    ])?;
+    vcenter.govc(&["tags.create", "-c", &category, infra_id])?;
+    // tags.attach takes one object: one govc per VM, in parallel.
+    let attachments: Vec<Vec<String>> = vm_paths
+        .iter()
+        .map(|path| {
+            ["tags.attach", "-c", &category, infra_id, path]
+                .map(str::to_owned)
+                .to_vec()
+        })
+        .collect();
+    govc_in_parallel(vcenter, &attachments)
+}
+
+/// Runs each of `commands` (govc arguments) against `vcenter`, all at once.
+fn govc_in_parallel(vcenter: &VCenterSim, commands: &[Vec<String>]) -> Result<(), SimError> {
+    std::thread::scope(|scope| {
+        let running: Vec<_> = commands
+            .iter()
+            .map(|args| {
+                scope.spawn(move || {
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    vcenter.govc(&args)
+                })
+            })
+            .collect();
+        running.into_iter().try_for_each(|command| {
+            command
+                .join()
+                .map_err(|_| SimError::Setup("a govc thread panicked".into()))?
+                .map(|_| ())
+        })
+    })
+}
+
 /// Attaches `openshift-region` / `openshift-zone` tags to the datacenter and
-/// cluster, as an administrator does for explicit failure domains.
-fn tag_region_and_zone(
+/// cluster, as an administrator does for explicit failure domains (creating
+/// the two categories and the two tags in `vcenter`).
+pub fn tag_region_and_zone(
     vcenter: &VCenterSim,
     inv: &Inventory,
     fd: &FailureDomainNames,

@@ -131,6 +131,50 @@ impl VCenterSim {
         password: &str,
         args: &[&str],
     ) -> Result<String, SimError> {
+        self.govc_target().govc_as(username, password, args)
+    }
+
+    /// What it takes to run `govc` against this simulator, owned, for a
+    /// stand-in that outlives the borrow (e.g. [`crate::machine_api`]).
+    pub fn govc_target(&self) -> GovcTarget {
+        GovcTarget {
+            role: self.role.clone(),
+            server: self.server.clone(),
+            port: self.port,
+            ca_file: self.ca_file.clone(),
+            home: self.dir.join("govmomi-home"),
+        }
+    }
+}
+
+/// One simulator as `govc` reaches it: its address and CA, without its
+/// credentials (the caller brings those). Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GovcTarget {
+    /// `source` or `target`, for messages.
+    pub role: String,
+    /// The vCenter's server name (`workspace.server` of a provider spec).
+    pub server: String,
+    /// Its port.
+    pub port: u16,
+    ca_file: PathBuf,
+    home: PathBuf,
+}
+
+impl GovcTarget {
+    /// The SOAP endpoint, `https://<server>:<port>/sdk`.
+    pub fn sdk_url(&self) -> String {
+        format!("https://{}:{}/sdk", self.server, self.port)
+    }
+
+    /// Runs `govc` as `username` / `password`, verifying the simulator's
+    /// certificate with its CA, and returns its stdout. Blocking.
+    pub fn govc_as(
+        &self,
+        username: &str,
+        password: &str,
+        args: &[&str],
+    ) -> Result<String, SimError> {
         let tools = Tools::get()?;
         let output = Command::new(tools.bin("govc"))
             .args(args)
@@ -142,7 +186,7 @@ impl VCenterSim {
             // Every call logs in anew (a cached session would hide a wrong
             // password), and govc writes nothing to the user's home.
             .env("GOVC_PERSIST_SESSION", "false")
-            .env("GOVMOMI_HOME", self.dir.join("govmomi-home"))
+            .env("GOVMOMI_HOME", &self.home)
             .output()
             .map_err(|e| SimError::Setup(format!("cannot run govc: {e}")))?;
         if !output.status.success() {
