@@ -29,6 +29,9 @@ pub struct NodeVm {
     /// Whether that VM is in the target's cluster folder
     /// (`/<datacenter>/vm/<infra id>`).
     pub in_target_folder: bool,
+    /// Whether that VM carries the cluster's tag (`<infra id>` in category
+    /// `openshift-<infra id>`), which the machine API attaches.
+    pub tagged: bool,
 }
 
 /// The cluster as the end-state checks see it.
@@ -40,6 +43,8 @@ pub struct EndState {
     pub target_server: String,
     /// The target cluster folder, `/<datacenter>/vm/<infra id>`.
     pub target_folder: String,
+    /// The cluster's tag, the infrastructure id.
+    pub cluster_tag: String,
     /// `infrastructure/cluster` `spec.platformSpec.vsphere.vcenters[].server`.
     pub infrastructure_vcenters: Vec<String>,
     /// Its failure domains' servers.
@@ -72,6 +77,7 @@ impl EndState {
             source_server: source.server.clone(),
             target_server: target.server.clone(),
             target_folder: target_folder.clone(),
+            cluster_tag: infra_id.clone(),
             ..EndState::default()
         };
 
@@ -165,16 +171,26 @@ impl EndState {
                 .and_then(|p| p.strip_prefix("vsphere://"))
                 .map(str::to_owned);
             let in_target = vm_uuid.as_deref().is_some_and(|uuid| has_vm(target, uuid));
-            let in_target_folder = vm_uuid.as_deref().is_some_and(|uuid| {
+            let vm = vm_uuid.as_deref().and_then(|uuid| {
                 in_folder
                     .iter()
-                    .any(|vm| vm.uuid.eq_ignore_ascii_case(uuid))
+                    .find(|vm| vm.uuid.eq_ignore_ascii_case(uuid))
+            });
+            let tagged = vm.is_some_and(|vm| {
+                target
+                    .govc(&[
+                        "tags.attached.ls",
+                        "-r",
+                        &format!("{target_folder}/{}", vm.name),
+                    ])
+                    .is_ok_and(|tags| tags.lines().any(|t| t.trim() == infra_id))
             });
             state.nodes.push(NodeVm {
                 node: name,
                 vm_uuid,
                 in_target,
-                in_target_folder,
+                in_target_folder: vm.is_some(),
+                tagged,
             });
         }
 
@@ -266,6 +282,11 @@ impl EndState {
                 problems.push(format!(
                     "Node {}: its VM is not in {}",
                     node.node, self.target_folder
+                ));
+            } else if !node.tagged {
+                problems.push(format!(
+                    "Node {}: its VM does not carry the cluster's tag {}",
+                    node.node, self.cluster_tag
                 ));
             }
         }
@@ -402,6 +423,7 @@ mod tests {
             source_server: "127.0.0.10".into(),
             target_server: "127.0.0.11".into(),
             target_folder: "/datacenter-b/vm/ocp".into(),
+            cluster_tag: "ocp".into(),
             infrastructure_vcenters: vec!["127.0.0.11".into()],
             failure_domain_servers: vec!["127.0.0.11".into()],
             credential_servers: ["127.0.0.11".to_owned()].into(),
@@ -412,6 +434,7 @@ mod tests {
                 vm_uuid: Some("u".into()),
                 in_target: true,
                 in_target_folder: true,
+                tagged: true,
             }],
             source_folder_vms: vec![],
             cpms_state: Some("Active".into()),
@@ -445,6 +468,16 @@ mod tests {
             problems
                 .iter()
                 .any(|p| p.contains("not in /datacenter-b/vm/ocp"))
+        );
+    }
+
+    #[test]
+    fn an_untagged_vm_is_a_problem() {
+        let mut state = migrated();
+        state.nodes[0].tagged = false;
+        assert_eq!(
+            state.problems("target-1"),
+            ["Node m: its VM does not carry the cluster's tag ocp"]
         );
     }
 
