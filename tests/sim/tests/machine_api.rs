@@ -407,7 +407,7 @@ async fn machines_on_a_vcenter_without_good_credentials_fail_or_retry() {
     })
     .await;
     assert!(
-        refused.contains("incorrect user name or password") || refused.contains("Login failure"),
+        refused.ends_with("on the target vCenter failed: ServerFaultCode: Login failure"),
         "{refused}"
     );
     let m = machine(&client, &retried).await.unwrap();
@@ -447,6 +447,26 @@ async fn machines_on_a_vcenter_without_good_credentials_fail_or_retry() {
         ])
         .unwrap();
     assert_eq!(tags.trim(), "");
+
+    // A folder that does not exist yet (no step 06): Failed, as the
+    // actuator's handleVSphereError makes a missing workspace object.
+    let mut no_folder = target_machine_set(&cluster, "workers-d", &target, 1);
+    no_folder["spec"]["template"]["spec"]["providerSpec"]["value"]["workspace"]["folder"] =
+        format!("/datacenter-b/vm/{}", cluster.options.infra_id).into();
+    seed::create(&client, &no_folder).await.unwrap();
+    let lost = only_machine_of(&client, "workers-d").await.name_any();
+    let lost = eventually("the Failed phase", LIMIT, async || {
+        let m = machine(&client, &lost).await?;
+        (m.data["status"]["phase"] == "Failed").then_some(m)
+    })
+    .await;
+    assert_eq!(lost.data["status"]["errorReason"], "InvalidConfiguration");
+    let message = lost.data["status"]["errorMessage"].as_str().unwrap();
+    assert!(
+        message.starts_with("folder not found, specify valid value ("),
+        "{message}"
+    );
+    assert_eq!(machine_api.created(), 1);
 
     // The Failed one, which never had a VM, just goes when deleted.
     api(&client, "v1beta1", "MachineSet")

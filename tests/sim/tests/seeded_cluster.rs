@@ -206,6 +206,33 @@ async fn the_default_cluster_reads_back_as_an_installed_one() {
         );
     }
     assert_eq!(vms.len(), 5, "no other VM is powered on");
+    // The installer's cluster-id tag, on every VM (the machine API attaches
+    // it to the VMs it makes, the installer's destroy finds them by it).
+    let category: Value = serde_json::from_str(
+        &cluster
+            .source
+            .govc(&[
+                "tags.category.info",
+                "-json",
+                &format!("openshift-{infra_id}"),
+            ])
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(category[0]["cardinality"], "SINGLE");
+    assert_eq!(category[0]["associable_types"], json!(["VirtualMachine"]));
+    let tagged: BTreeSet<String> = cluster
+        .source
+        .govc(&["tags.attached.ls", &infra_id])
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        tagged.len(),
+        5,
+        "every seeded VM has the cluster-id tag: {tagged:?}"
+    );
     assert!(
         cluster
             .target

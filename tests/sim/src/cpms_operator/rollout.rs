@@ -74,6 +74,14 @@ pub(crate) async fn reconcile(client: &Client, counters: &Counters) -> Result<()
     };
     let by_index = machine_infos(client, &cpms, &desired).await?;
     write_status(client, &cpms, &by_index).await?;
+    if let Some(excess) = by_index.keys().find(|i| **i >= desired.len() as u64) {
+        // The real controller goes Degraded (ExcessIndexes) and waits.
+        counters.problem(format!(
+            "a control plane Machine has index {excess}, beyond spec.replicas {}; nothing done",
+            desired.len()
+        ));
+        return Ok(());
+    }
     let actions = match cpms.data["spec"]["strategy"]["type"].as_str() {
         Some("OnDelete") => on_delete(&by_index),
         Some("RollingUpdate") | None => rolling_update(&by_index, desired.len()),

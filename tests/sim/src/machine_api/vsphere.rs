@@ -30,7 +30,7 @@ impl Govc<'_> {
     fn run(&self, args: &[&str]) -> Result<String, Trouble> {
         self.target
             .govc_as(self.username, self.password, args)
-            .map_err(|e| Trouble::Transient(e.to_string()))
+            .map_err(|e| Trouble::Transient(readable(&e.to_string())))
     }
 
     fn json(&self, args: &[&str]) -> Result<Value, Trouble> {
@@ -38,6 +38,28 @@ impl Govc<'_> {
         serde_json::from_str(&text).map_err(|e| {
             Trouble::Transient(format!("govc {}: not JSON ({e}): {text}", args.join(" ")))
         })
+    }
+}
+
+/// A govc error as a person reads it: `govc: ` instead of the program's
+/// path, and a fault `-json` printed as JSON as its code and text.
+fn readable(message: &str) -> String {
+    let mut text = message.to_owned();
+    if let Some(end) = text.find("/govc: ") {
+        let start = text[..end].rfind(' ').map_or(0, |at| at + 1);
+        text.replace_range(start..end + 1, "");
+    }
+    let Some(at) = text.find('{') else {
+        return text;
+    };
+    match serde_json::from_str::<Value>(&text[at..]) {
+        Ok(fault) if fault["Fault"]["String"].is_string() => format!(
+            "{}{}: {}",
+            &text[..at],
+            fault["Fault"]["Code"].as_str().unwrap_or("fault"),
+            fault["Fault"]["String"].as_str().unwrap_or_default()
+        ),
+        _ => text,
     }
 }
 
@@ -360,6 +382,19 @@ mod tests {
         let bare = Placement::of(&json!({"workspace": {"datacenter": "dc"}}));
         assert_eq!(bare.vm_path("m"), "/dc/vm/m");
         assert_eq!(bare.cluster_path(), None);
+    }
+
+    #[test]
+    fn govc_errors_read_well() {
+        assert_eq!(
+            readable("govc vm.clone failed: /cache/tools/bin/govc: folder '/dc/vm/x' not found"),
+            "govc vm.clone failed: govc: folder '/dc/vm/x' not found"
+        );
+        let fault = r#"govc vm.info -json failed: {"Fault": {"Code": "ServerFaultCode", "String": "Login failure", "Detail": {"Fault": {}}}}"#;
+        assert_eq!(
+            readable(fault),
+            "govc vm.info -json failed: ServerFaultCode: Login failure"
+        );
     }
 
     #[test]
