@@ -17,6 +17,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
+use vmi_sim::test_random::TestRandom;
 
 use vmi_api::Phase;
 use vmi_sim::crds::InfrastructureCrd;
@@ -50,41 +51,13 @@ fn programs() -> Programs {
     }
 }
 
-/// A small deterministic generator, seeded from the clock and printed, so a
-/// failing run can be repeated with VMI_TEST_SEED.
-struct Random(u64);
-
-impl Random {
-    fn new() -> Random {
-        let seed = std::env::var("VMI_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(7)
-            });
-        eprintln!("VMI_TEST_SEED={seed}");
-        Random(seed | 1)
-    }
-
-    /// A number in 0..bound.
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-}
-
 /// Kills the orchestrator `kills` times at random moments, restarting it
 /// each time, unless the migration ends first; returns the kills made.
 async fn kill_at_random(rig: &mut MigrationRig, kills: usize) -> usize {
     if kills == 0 {
         return 0;
     }
-    let mut random = Random::new();
+    let mut random = TestRandom::from_env_or_clock();
     let mut made = 0;
     while made < kills {
         // The whole run takes about 35 s warm: ten kills fit in it.

@@ -6,6 +6,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use vmi_sim::test_random::TestRandom;
 
 use support::{Rig, http_get, pipeline};
 use vmi_api::{Phase, labels};
@@ -45,41 +46,13 @@ async fn assert_each_step_ran_once(rig: &Rig, steps: usize) {
     assert_eq!(rig.jobs().await.len(), steps);
 }
 
-/// A small deterministic generator, seeded from the clock and printed, so a
-/// failing run can be repeated with VMI_TEST_SEED.
-struct Random(u64);
-
-impl Random {
-    fn new() -> Random {
-        let seed = std::env::var("VMI_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(7)
-            });
-        eprintln!("VMI_TEST_SEED={seed}");
-        Random(seed | 1)
-    }
-
-    /// A number in 0..bound.
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_orchestrator_at_random_moments_repeats_and_loses_nothing() {
     let mut rig = Rig::new(&ten_steps()).await;
     for step in ["disable-cvo", "backup-cpms", "create-tags", "update-infra"] {
         rig.steps.set(step, false, "sleep 1").unwrap();
     }
-    let mut random = Random::new();
+    let mut random = TestRandom::from_env_or_clock();
     rig.start_orchestrator("a");
     rig.create_vmi("move", "Running", &[]).await;
     let mut kills = 0;

@@ -22,6 +22,7 @@ pub mod migration;
 pub mod pki;
 pub mod secrets_scan;
 pub mod seed;
+pub mod test_random;
 pub mod test_steps;
 pub mod tools;
 pub mod vcsim;

@@ -17,16 +17,13 @@
 //! scan finds them only by pattern (`vmware-api-session-id` with a value).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::SimError;
 use crate::secrets_scan::{KnownSecret, SecretKind};
-use crate::tools::Tools;
-use crate::vcsim::VCenterSim;
+use crate::vcsim::{GovcTarget, VCenterSim};
 
 /// vcsim's event history and the most `govc events -n` asks for.
 const EVENT_PAGE: usize = 1000;
@@ -35,47 +32,23 @@ const EVENT_PAGE: usize = 1000;
 #[derive(Clone, Debug)]
 struct Access {
     label: String,
-    url: String,
+    target: GovcTarget,
     username: String,
     password: String,
-    ca_file: PathBuf,
-    home: PathBuf,
 }
 
 impl Access {
     fn of(vcenter: &VCenterSim) -> Access {
         Access {
             label: format!("{} vCenter {}", vcenter.role, vcenter.server),
-            url: vcenter.sdk_url(),
+            target: vcenter.govc_target(),
             username: vcenter.username.clone(),
             password: vcenter.password.clone(),
-            ca_file: vcenter.ca_file.clone(),
-            home: vcenter.dir().join("govmomi-home-sessions"),
         }
     }
 
     fn govc(&self, args: &[&str]) -> Result<String, SimError> {
-        let tools = Tools::get()?;
-        let output = Command::new(tools.bin("govc"))
-            .args(args)
-            .env("GOVC_URL", &self.url)
-            .env("GOVC_USERNAME", &self.username)
-            .env("GOVC_PASSWORD", &self.password)
-            .env("GOVC_TLS_CA_CERTS", &self.ca_file)
-            .env_remove("GOVC_INSECURE")
-            .env("GOVC_PERSIST_SESSION", "false")
-            .env("GOVMOMI_HOME", &self.home)
-            .output()
-            .map_err(|e| SimError::Setup(format!("cannot run govc: {e}")))?;
-        if !output.status.success() {
-            return Err(SimError::Setup(format!(
-                "govc {} on the {} failed: {}",
-                args.join(" "),
-                self.label,
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        self.target.govc_as(&self.username, &self.password, args)
     }
 
     /// The session ids of the login events and of the current sessions;
