@@ -159,6 +159,16 @@ impl StepContext {
         })
     }
 
+    /// The target vCenters' servers, as `spec.vcenters` lists them.
+    pub fn target_servers(&self) -> Vec<&str> {
+        self.vmi
+            .spec
+            .vcenters
+            .iter()
+            .map(|v| v.server.as_str())
+            .collect()
+    }
+
     /// The migration path preflight chose, with its reason; a step that
     /// depends on it refuses to run before preflight has recorded it.
     pub fn migration_path(&self) -> Result<(MigrationPath, String), StepError> {

@@ -133,13 +133,7 @@ pub async fn source_server(context: &StepContext) -> Result<String, StepError> {
 
 /// [`source_server`] from a vSphere spec already read.
 pub fn source_server_in(context: &StepContext, vsphere: &Value) -> Result<String, StepError> {
-    let targets: Vec<&str> = context
-        .vmi
-        .spec
-        .vcenters
-        .iter()
-        .map(|v| v.server.as_str())
-        .collect();
+    let targets: Vec<&str> = context.target_servers();
     let sources: Vec<String> = crate::infrastructure::list(vsphere, "vcenters")
         .iter()
         .filter_map(|v| v["server"].as_str())

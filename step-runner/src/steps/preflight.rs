@@ -568,13 +568,7 @@ async fn decide_path(
             ),
         }));
     }
-    let servers: Vec<&str> = context
-        .vmi
-        .spec
-        .vcenters
-        .iter()
-        .map(|v| v.server.as_str())
-        .collect();
+    let servers: Vec<&str> = context.target_servers();
     let decision = match infrastructure::send(
         context,
         &change.patch(&stored.resource_version),

@@ -294,13 +294,7 @@ async fn remove_from_cloud_config(
 /// Runs the step.
 pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     let source = original_source(context).await?;
-    let targets: Vec<&str> = context
-        .vmi
-        .spec
-        .vcenters
-        .iter()
-        .map(|v| v.server.as_str())
-        .collect();
+    let targets: Vec<&str> = context.target_servers();
     if targets.contains(&source.as_str()) {
         return Err(StepError::Refused(format!(
             "the source {source} is also a target; nothing was changed"

@@ -122,13 +122,7 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
         }
         tokio::time::sleep(POLL).await;
     }
-    let servers: Vec<&str> = context
-        .vmi
-        .spec
-        .vcenters
-        .iter()
-        .map(|v| v.server.as_str())
-        .collect();
+    let servers: Vec<&str> = context.target_servers();
     outcome.findings = vec![
         "ok: ClusterVersion Available, not Progressing, not Failing".into(),
         "ok: every ClusterOperator Available and not Degraded".into(),

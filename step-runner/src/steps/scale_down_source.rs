@@ -53,13 +53,7 @@ async fn check_targets_run(context: &StepContext, source_workers: usize) -> Resu
     if source_workers == 0 {
         return Ok(());
     }
-    let targets: Vec<&str> = context
-        .vmi
-        .spec
-        .vcenters
-        .iter()
-        .map(|v| v.server.as_str())
-        .collect();
+    let targets: Vec<&str> = context.target_servers();
     let ready = machines::ready_nodes(context).await?;
     let running = machines::list_machines(context)
         .await?

@@ -301,13 +301,7 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     if !outcome.changes.is_empty() {
         outcome.backups.push(backups.describe(ADDED_BACKUP));
     }
-    let servers: Vec<&str> = context
-        .vmi
-        .spec
-        .vcenters
-        .iter()
-        .map(|v| v.server.as_str())
-        .collect();
+    let servers: Vec<&str> = context.target_servers();
     let copied = if copies.is_empty() {
         String::new()
     } else {
