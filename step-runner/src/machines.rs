@@ -47,26 +47,25 @@ pub fn machines(context: &StepContext) -> Api<DynamicObject> {
     Api::namespaced_with(context.client.clone(), NAMESPACE, &resource("Machine"))
 }
 
-/// Every MachineSet, sorted by name.
-pub async fn list_machine_sets(context: &StepContext) -> Result<Vec<DynamicObject>, StepError> {
-    let mut items = machine_sets(context)
+/// Every object of `api`, sorted by name.
+async fn sorted(api: Api<DynamicObject>, kind: &str) -> Result<Vec<DynamicObject>, StepError> {
+    let mut items = api
         .list(&ListParams::default())
         .await
-        .map_err(StepError::kube(format!("list MachineSets in {NAMESPACE}")))?
+        .map_err(StepError::kube(format!("list {kind}s in {NAMESPACE}")))?
         .items;
     items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     Ok(items)
 }
 
+/// Every MachineSet, sorted by name.
+pub async fn list_machine_sets(context: &StepContext) -> Result<Vec<DynamicObject>, StepError> {
+    sorted(machine_sets(context), "MachineSet").await
+}
+
 /// Every Machine, sorted by name.
 pub async fn list_machines(context: &StepContext) -> Result<Vec<DynamicObject>, StepError> {
-    let mut items = machines(context)
-        .list(&ListParams::default())
-        .await
-        .map_err(StepError::kube(format!("list Machines in {NAMESPACE}")))?
-        .items;
-    items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    Ok(items)
+    sorted(machines(context), "Machine").await
 }
 
 /// The object's name.

@@ -170,7 +170,6 @@ async fn the_machines_move_and_the_source_goes_only_when_empty() {
         2
     );
     // A second run creates nothing.
-    let rv = set.metadata.resource_version.clone();
     run_all(&cluster, &vmi, &[Step::CreateMachinesets]).await;
     let entry = step_status(&client, &vmi, Step::CreateMachinesets).await;
     assert!(entry.changes.is_empty(), "{entry:?}");
@@ -183,7 +182,6 @@ async fn the_machines_move_and_the_source_goes_only_when_empty() {
         again.data["spec"], set.data["spec"],
         "the MachineSet's spec is untouched"
     );
-    let _ = rv;
 
     // 15 before the machines have left: refused, naming them, nothing changed.
     let before = infra(&client).await.metadata.resource_version;

@@ -111,16 +111,15 @@ async fn activate(
 ) -> Result<bool, StepError> {
     let api = backup_cpms::api(context);
     let domains = domains_of(wanted);
+    let mut absent = false;
     for _ in 0..ATTEMPTS {
-        let Some(current) = backup_cpms::read(context).await? else {
+        let current = backup_cpms::read(context).await?;
+        absent = current.as_ref().is_none_or(machines::deleting);
+        let Some(current) = current.filter(|c| !machines::deleting(c)) else {
             // Deleted and not regenerated yet: the operator makes a new one.
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        if machines::deleting(&current) {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
         if is_active(&current) {
             if domains_of(&current.data["spec"]) == domains {
                 return Ok(false);
@@ -164,10 +163,17 @@ async fn activate(
             Err(e) => return Err(refused_or_kube(e)),
         }
     }
-    Err(StepError::Refused(format!(
-        "{} kept changing while the step wrote it ({ATTEMPTS} tries); check the control plane machine set operator, then retry; nothing was changed",
-        object()
-    )))
+    Err(StepError::Refused(if absent {
+        format!(
+            "{} does not exist (or is being deleted) and the operator has not regenerated it; check `oc -n {NAMESPACE} logs deploy/control-plane-machine-set-operator`, then retry; nothing was changed",
+            object()
+        )
+    } else {
+        format!(
+            "{} kept changing while the step wrote it ({ATTEMPTS} tries); check the control plane machine set operator, then retry; nothing was changed",
+            object()
+        )
+    }))
 }
 
 fn refused_or_kube(e: kube::Error) -> StepError {

@@ -68,7 +68,11 @@ pub async fn original_source(context: &StepContext) -> Result<String, StepError>
 }
 
 /// What still runs on (or points at) the source vCenter: one line each.
-pub async fn left_on_source(context: &StepContext, source: &str) -> Result<Vec<String>, StepError> {
+pub async fn left_on_source(
+    context: &StepContext,
+    source: &str,
+    vsphere: &Value,
+) -> Result<Vec<String>, StepError> {
     let mut left = Vec::new();
     let all = machines::list_machines(context).await?;
     for machine in &all {
@@ -106,9 +110,8 @@ pub async fn left_on_source(context: &StepContext, source: &str) -> Result<Vec<S
         }
     }
     if let Some(cpms) = backup_cpms::read(context).await? {
-        let stored = infrastructure::read_vsphere(context).await?;
         for domain in crate::steps::recreate_cpms::domains_of(&cpms.data["spec"]) {
-            let on_source = infrastructure::list(&stored.vsphere, "failureDomains")
+            let on_source = infrastructure::list(vsphere, "failureDomains")
                 .iter()
                 .any(|d| {
                     d["name"].as_str() == Some(domain.as_str())
@@ -300,7 +303,8 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
             "the source {source} is also a target; nothing was changed"
         )));
     }
-    let left = left_on_source(context, &source).await?;
+    let stored = infrastructure::read_vsphere(context).await?;
+    let left = left_on_source(context, &source, &stored.vsphere).await?;
     if !left.is_empty() {
         return Err(StepError::Refused(format!(
             "the source vCenter {source} is still in use: {}; steps 12 and 14 move them; nothing was changed",
@@ -312,7 +316,6 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     if backups.save_once(SOURCE_BACKUP, &source).await? {
         outcome.backups.push(backups.describe(SOURCE_BACKUP));
     }
-    let stored = infrastructure::read_vsphere(context).await?;
     if backups
         .save_once(VSPHERE_BACKUP, &stored.vsphere.to_string())
         .await?

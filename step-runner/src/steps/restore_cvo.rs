@@ -87,6 +87,22 @@ fn names_source(vsphere: &Value, source: &str) -> bool {
     })
 }
 
+/// The servers `vcenters` and `failureDomains` name that are not targets.
+fn not_targets(vsphere: &Value, targets: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for key in ["vcenters", "failureDomains"] {
+        for entry in infrastructure::list(vsphere, key) {
+            if let Some(server) = entry["server"].as_str()
+                && !targets.contains(&server)
+                && !out.iter().any(|s| s == server)
+            {
+                out.push(server.to_owned());
+            }
+        }
+    }
+    out
+}
+
 /// Runs the step.
 pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     let (path, _) = context.migration_path()?;
@@ -109,7 +125,15 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     let mut stall = Stall::new(machines::stall_limit(context));
     loop {
         let mut problems = unsettled(context).await?;
-        problems.extend(remove_source::left_on_source(context, &source).await?);
+        let stored = infrastructure::read_vsphere(context).await?;
+        let others = not_targets(&stored.vsphere, &context.target_servers());
+        if !others.is_empty() {
+            problems.push(format!(
+                "{OBJECT} names vCenters other than the targets: {}",
+                others.join(", ")
+            ));
+        }
+        problems.extend(remove_source::left_on_source(context, &source, &stored.vsphere).await?);
         if problems.is_empty() {
             break;
         }
