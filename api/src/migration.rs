@@ -190,7 +190,7 @@ pub struct ControlPlane {
 }
 
 /// vSphere CSI persistent volumes.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Volumes {
     /// Move the vSphere CSI volumes to the target vCenter. When false and
@@ -208,6 +208,12 @@ pub struct Volumes {
     /// Only volumes whose PVC namespace matches; all namespaces when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
+    /// Leave behind the volumes that cannot be moved (in-tree, used by a
+    /// DaemonSet, owned by a kind vmi cannot stop, not found on the source
+    /// vCenter) instead of refusing to start. They stay on the source
+    /// vCenter, which step 15 removes from the cluster.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_unmovable: bool,
 }
 
 /// How a volume's disk moves to the target vCenter.
@@ -248,6 +254,27 @@ pub struct VSphereMigrationInfraStatus {
     /// One entry per step that has started, in pipeline order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepStatus>,
+    /// Where each vSphere CSI volume is in step 13 (its journal state);
+    /// the journal itself is in the ConfigMaps `vmi-volume-<vmi>-…`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeProgress>,
+}
+
+/// Where one volume's move is.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeProgress {
+    /// The PersistentVolume.
+    pub persistent_volume: String,
+    /// Its claim as `namespace/name`, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
+    /// The journal state: `Pending`, `Quiesced`, `Detached`, `Moved`,
+    /// `Registered`, `Rebound`, `Restored`, `Complete`, or `Skipped`.
+    pub state: String,
+    /// What is happening or went wrong, when there is something to say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Where the migration is.

@@ -22,6 +22,7 @@ pub mod machines;
 pub mod plan;
 pub mod report;
 pub mod steps;
+pub mod volumes;
 
 use vmi_api::{Step, labels};
 

@@ -1,72 +1,931 @@
-//! Step 13 migrate-volumes: vSphere CSI persistent volumes to the target
-//! vCenter (DESIGN §7).
+//! Step 13 migrate-volumes: every vSphere CSI volume on the source vCenter
+//! moves to the target (DESIGN §7), each through the journal's states
+//! Pending → Quiesced → Detached → Moved → Registered → Rebound → Restored
+//! → Complete, each verified before the next and recorded in the journal
+//! (`volumes::journal`) so that a run killed at any moment resumes.
 //!
-//! Moving the disks is not implemented yet; what is here is the gate the
-//! pipeline needs around it. Without vSphere CSI volumes the step is
-//! skipped. With some, it stops the migration before the source is
-//! removed, naming them: removing the source vCenter would leave those
-//! volumes on a vCenter the cluster no longer knows.
+//! Volumes that share a workload form a group: the group's workloads stop
+//! together, its volumes move (up to `spec.volumes.concurrency` disks at a
+//! time across all groups), and the workloads start again as soon as the
+//! group's volumes are rebound. The source disk is never deleted: it stays
+//! until the source vCenter is removed from the cluster (step 15), and is
+//! the way back (undo).
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::PersistentVolume;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use tokio::sync::Semaphore;
+use vmi_api::VSphereMigrationInfra;
+use vmi_api::migration::{VolumeMode, VolumeProgress};
 
 use crate::context::{Outcome, StepContext, StepError};
-use crate::steps::preflight::CSI_DRIVER;
+use crate::machines::{set_progress, stall_limit};
+use crate::vcenters::{connect_source, connect_target, infrastructure_id};
+use crate::volumes::copy::copy_disk;
+use crate::volumes::detach::wait_detached;
+use crate::volumes::journal::{Disk, Entry, Journal, Owner, State};
+use crate::volumes::locate::{self, Datastore};
+use crate::volumes::rebind::{rebind, trimmed};
+use crate::volumes::register::{ensure_cns_volume, register};
+use crate::volumes::relocate_mode;
+use crate::volumes::workloads;
+use crate::volumes::{Candidate, Disposition, discover};
+use crate::vsphere::VCenter;
+use crate::vsphere::cns::ContainerCluster;
+use crate::vsphere::datastore::DatastoreFile;
+
+/// Volumes moved at once when the spec does not say.
+pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// `namespace/claim` (or `unclaimed`) of each vSphere CSI volume, by PV name.
 pub async fn csi_volumes(context: &StepContext) -> Result<Vec<(String, String)>, StepError> {
     let volumes = Api::<PersistentVolume>::all(context.client.clone())
-        .list(&ListParams::default())
+        .list(&Default::default())
         .await
         .map_err(StepError::kube("list PersistentVolumes"))?;
     Ok(volumes
         .items
         .into_iter()
-        .filter(|pv| {
-            pv.spec
-                .as_ref()
-                .and_then(|s| s.csi.as_ref())
-                .is_some_and(|c| c.driver == CSI_DRIVER)
-        })
+        .filter(crate::volumes::discover::is_csi)
         .map(|pv| {
-            let claim = pv
-                .spec
-                .as_ref()
-                .and_then(|s| s.claim_ref.as_ref())
-                .map(|c| {
-                    format!(
-                        "{}/{}",
-                        c.namespace.clone().unwrap_or_default(),
-                        c.name.clone().unwrap_or_default()
-                    )
-                })
-                .unwrap_or_else(|| "unclaimed".into());
+            let claim =
+                crate::volumes::discover::claim_of(&pv).unwrap_or_else(|| "unclaimed".into());
             (pv.metadata.name.unwrap_or_default(), claim)
         })
         .collect())
 }
 
+/// Where moved disks go: the first target failure domain.
+struct Destination {
+    server: String,
+    datacenter: String,
+    datastore: Datastore,
+    compute_cluster: String,
+    region: String,
+    zone: String,
+}
+
+/// What every volume task shares.
+struct Shared<'a> {
+    context: &'a StepContext,
+    journal: Journal,
+    source: VCenter,
+    target: VCenter,
+    source_datastores: Vec<Datastore>,
+    destination: Destination,
+    cluster: ContainerCluster,
+    mode: VolumeMode,
+    stall: Duration,
+    disks: Semaphore,
+    progress: Mutex<BTreeMap<String, VolumeProgress>>,
+}
+
+impl Shared<'_> {
+    /// Records `entry` in the journal, then in the in-memory progress.
+    async fn save(&self, entry: &Entry) -> Result<(), StepError> {
+        self.journal.save(entry).await?;
+        if let Ok(mut progress) = self.progress.lock() {
+            progress.insert(entry.persistent_volume.clone(), progress_of(entry));
+        }
+        Ok(())
+    }
+
+    fn note(&self, pv: &str, message: String) {
+        if let Ok(mut progress) = self.progress.lock()
+            && let Some(p) = progress.get_mut(pv)
+        {
+            p.message = Some(message);
+        }
+    }
+}
+
+fn progress_of(entry: &Entry) -> VolumeProgress {
+    VolumeProgress {
+        persistent_volume: entry.persistent_volume.clone(),
+        claim: entry.claim.clone(),
+        state: entry.state.name().into(),
+        message: entry.message.clone(),
+    }
+}
+
+/// Writes per-volume progress and the counter into the vmi status.
+async fn write_status(context: &StepContext, progress: &BTreeMap<String, VolumeProgress>) {
+    let done = progress.values().filter(|p| p.state == "Complete").count();
+    let moving = progress.values().filter(|p| p.state != "Skipped").count();
+    set_progress(context, "volumes", done, moving).await;
+    let api: Api<VSphereMigrationInfra> =
+        Api::namespaced(context.client.clone(), &context.vmi_ref.namespace);
+    let list: Vec<&VolumeProgress> = progress.values().collect();
+    let patch = json!({"status": {"volumes": list}});
+    if let Err(error) = api
+        .patch_status(
+            &context.vmi_ref.name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        tracing::warn!(%error, "could not write volume progress to the vmi status");
+    }
+}
+
+/// Refuses unmovable volumes unless the spec says to leave them.
+fn refuse_unmovable(
+    context: &StepContext,
+    unmovable: &[(String, String)],
+) -> Result<(), StepError> {
+    let skip = context
+        .vmi
+        .spec
+        .volumes
+        .as_ref()
+        .is_some_and(|v| v.skip_unmovable);
+    if unmovable.is_empty() || skip {
+        return Ok(());
+    }
+    let listed: Vec<String> = unmovable
+        .iter()
+        .map(|(what, why)| format!("{what}: {why}"))
+        .collect();
+    Err(StepError::Refused(format!(
+        "{} volume(s) cannot be moved: {}; fix each as its reason says, or set spec.volumes.skipUnmovable: true to leave them on the source vCenter (step 15 then removes it from the cluster); nothing was changed",
+        unmovable.len(),
+        listed.join("; ")
+    )))
+}
+
+fn owner_key(owner: &Owner) -> String {
+    owner.describe()
+}
+
+/// Volumes that share a workload, by union of owners.
+fn groups(entries: &BTreeMap<String, Entry>) -> Vec<Vec<String>> {
+    let mut groups: Vec<(BTreeSet<String>, Vec<String>)> = Vec::new();
+    for (pv, entry) in entries {
+        let keys: BTreeSet<String> = entry.owners.iter().map(owner_key).collect();
+        let mut merged = (keys.clone(), vec![pv.clone()]);
+        let mut rest = Vec::new();
+        for group in groups.drain(..) {
+            if !keys.is_empty() && !group.0.is_disjoint(&keys) {
+                merged.0.extend(group.0);
+                merged.1.extend(group.1);
+            } else {
+                rest.push(group);
+            }
+        }
+        rest.push(merged);
+        groups = rest;
+    }
+    groups
+        .into_iter()
+        .map(|(_, mut pvs)| {
+            pvs.sort();
+            pvs
+        })
+        .collect()
+}
+
+/// A new journal entry for `candidate`, whose disk is `disk` on the source.
+async fn new_entry(
+    shared: &Shared<'_>,
+    candidate: &Candidate,
+    disk: (crate::vsphere::fcd::Fcd, &Datastore),
+    recorded: &BTreeMap<String, i32>,
+) -> Result<Entry, StepError> {
+    let (fcd, datastore) = disk;
+    let mut owners = Vec::new();
+    for owner in &candidate.owners {
+        let mut owner = owner.clone();
+        owner.replicas = match recorded.get(&owner_key(&owner)) {
+            Some(replicas) => *replicas,
+            None if owner.kind == "Pod" => 1,
+            None => workloads::current_replicas(shared.context, &owner).await?,
+        };
+        owners.push(owner);
+    }
+    let relative = fcd
+        .file_path
+        .split_once("] ")
+        .map_or(fcd.file_path.as_str(), |(_, p)| p)
+        .to_owned();
+    let destination = &shared.destination;
+    Ok(Entry {
+        persistent_volume: candidate.name().to_owned(),
+        claim: candidate.claim_name(),
+        state: State::Pending,
+        mode: format!("{:?}", shared.mode),
+        original_pv: trimmed(&candidate.pv),
+        original_pvc: candidate.claim.as_ref().map(trimmed),
+        reclaim_policy: candidate
+            .pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.persistent_volume_reclaim_policy.clone())
+            .unwrap_or_else(|| "Delete".into()),
+        owners,
+        source: Disk {
+            server: shared.source.server().to_owned(),
+            datacenter: datastore.datacenter.clone(),
+            id: fcd.id.clone(),
+            datastore: datastore.moref.value.clone(),
+            path: fcd.file_path.clone(),
+            files: Vec::new(),
+        },
+        target: Disk {
+            server: destination.server.clone(),
+            datacenter: destination.datacenter.clone(),
+            id: String::new(),
+            datastore: destination.datastore.moref.value.clone(),
+            path: format!("[{}] {relative}", destination.datastore.name),
+            files: Vec::new(),
+        },
+        helper_vm: None,
+        message: None,
+    })
+}
+
 /// Runs the step.
 pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
-    let volumes = csi_volumes(context).await?;
-    if volumes.is_empty() {
+    let candidates = discover(context).await?;
+    let journal = Journal::of(context);
+    let mut entries = journal.load_all().await?;
+    let settings = context.vmi.spec.volumes.clone().unwrap_or_default_volumes();
+    if candidates.is_empty() && entries.is_empty() {
         return Ok(Outcome::skipped(
             "the cluster has no vSphere CSI persistent volume",
         ));
     }
-    let listed: Vec<String> = volumes
+    let pending: Vec<&Candidate> = candidates
         .iter()
-        .map(|(pv, claim)| format!("PV {pv} ({claim})"))
+        .filter(|c| !entries.contains_key(c.name()))
         .collect();
-    let migrate = context.vmi.spec.volumes.as_ref().is_some_and(|v| v.migrate);
-    let why = if migrate {
-        "moving vSphere CSI volumes between vCenters is not available in this version of vmi"
-    } else {
-        "spec.volumes.migrate is not true"
+    if !settings.migrate && !pending.is_empty() {
+        let listed: Vec<String> = pending.iter().map(|c| c.describe()).collect();
+        return Err(StepError::Refused(format!(
+            "{} vSphere volume(s) live on the source vCenter and spec.volumes.migrate is not true: {}; removing the source (step 15) would strand them; set spec.volumes.migrate: true, or move them by hand, then delete this step's Job to retry; nothing was changed",
+            pending.len(),
+            listed.join(", ")
+        )));
+    }
+    let mut unmovable: Vec<(String, String)> = pending
+        .iter()
+        .filter_map(|c| match &c.disposition {
+            Disposition::Unmovable(why) => Some((c.describe(), why.clone())),
+            _ => None,
+        })
+        .collect();
+    refuse_unmovable(context, &unmovable)?;
+
+    let source = connect_source(context).await?;
+    let failure_domain = context.vmi.spec.failure_domains.first().ok_or_else(|| {
+        StepError::Refused(
+            "spec.failureDomains is empty: there is no target to move volumes to".into(),
+        )
+    })?;
+    let target = connect_target(context, &failure_domain.server).await?;
+    let source_datastores = locate::datastores(&source).await?;
+    let target_datastores = locate::datastores(&target).await?;
+    let datastore = locate::by_path(&target_datastores, &failure_domain.topology.datastore)
+        .cloned()
+        .ok_or_else(|| {
+            StepError::Refused(format!(
+                "target failure domain {}: datastore {} not found on vCenter {}; nothing was changed",
+                failure_domain.name,
+                failure_domain.topology.datastore,
+                target.server()
+            ))
+        })?;
+    if settings.mode == VolumeMode::Copy && !locate::serves_files(&datastore) {
+        return Err(StepError::Refused(format!(
+            "target datastore {} is {}, which does not serve disk files; Copy mode needs VMFS or NFS there; use another failure domain datastore or mode Relocate; nothing was changed",
+            failure_domain.topology.datastore, datastore.kind
+        )));
+    }
+    let infra_id = infrastructure_id(context).await?;
+    let target_user = crate::vcenters::credentials(context, &failure_domain.server)
+        .await?
+        .username()
+        .to_owned();
+    let shared = Shared {
+        context,
+        journal: journal.clone(),
+        source,
+        target,
+        source_datastores,
+        destination: Destination {
+            server: failure_domain.server.clone(),
+            datacenter: failure_domain.topology.datacenter.clone(),
+            datastore,
+            compute_cluster: failure_domain.topology.compute_cluster.clone(),
+            region: failure_domain.region.clone(),
+            zone: failure_domain.zone.clone(),
+        },
+        cluster: ContainerCluster {
+            cluster_id: infra_id,
+            vsphere_user: target_user,
+            distribution: "OpenShift".into(),
+        },
+        mode: settings.mode,
+        stall: stall_limit(context),
+        disks: Semaphore::new(settings.concurrency),
+        progress: Mutex::new(BTreeMap::new()),
     };
-    Err(StepError::Refused(format!(
-        "{} vSphere CSI volume(s) live on the source vCenter and {why}: {}; removing the source (step 15) would strand them; move them by hand (back up with your backup tool, recreate on the target) or delete them, then retry this step; nothing was changed",
-        volumes.len(),
-        listed.join(", ")
-    )))
+
+    // Locate each new volume's disk and record it before anything changes.
+    let mut recorded: BTreeMap<String, i32> = BTreeMap::new();
+    for entry in entries.values() {
+        for owner in &entry.owners {
+            recorded.insert(owner_key(owner), owner.replicas);
+        }
+    }
+    let mut new_entries = Vec::new();
+    let mut skipped = Vec::new();
+    for candidate in pending {
+        match &candidate.disposition {
+            Disposition::Move => {}
+            Disposition::NotSelected => {
+                skipped.push(format!(
+                    "{} (outside spec.volumes.namespaceSelector)",
+                    candidate.describe()
+                ));
+                continue;
+            }
+            Disposition::Unmovable(why) => {
+                skipped.push(format!("{}: {why}", candidate.describe()));
+                continue;
+            }
+        }
+        let Some(handle) = candidate.handle() else {
+            continue;
+        };
+        match locate::find_disk(&shared.source, &shared.source_datastores, handle, None).await? {
+            Some((disk, datastore)) => {
+                if settings.mode == VolumeMode::Copy && !locate::serves_files(datastore) {
+                    unmovable.push((candidate.describe(), format!("its disk is on {} datastore {}, which does not serve disk files; use mode Relocate", datastore.kind, datastore.name)));
+                    continue;
+                }
+                let entry = new_entry(&shared, candidate, (disk, datastore), &recorded).await?;
+                for owner in &entry.owners {
+                    recorded.insert(owner_key(owner), owner.replicas);
+                }
+                new_entries.push(entry);
+            }
+            None => {
+                if locate::find_disk(&shared.target, &target_datastores, handle, None)
+                    .await?
+                    .is_some()
+                {
+                    skipped.push(format!(
+                        "{} (its disk {handle} is already on the target vCenter)",
+                        candidate.describe()
+                    ));
+                } else {
+                    unmovable.push((
+                        candidate.describe(),
+                        format!(
+                            "its disk {handle} is on neither vCenter {} nor {}",
+                            shared.source.server(),
+                            shared.target.server()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    refuse_unmovable(context, &unmovable)?;
+    for entry in new_entries {
+        shared.save(&entry).await?;
+        entries.insert(entry.persistent_volume.clone(), entry);
+    }
+    if let Ok(mut progress) = shared.progress.lock() {
+        for entry in entries.values() {
+            progress.insert(entry.persistent_volume.clone(), progress_of(entry));
+        }
+    }
+    write_status(context, &snapshot(&shared)).await;
+
+    // Move the groups, reporting progress every second meanwhile.
+    let total = entries.len();
+    let group_list = groups(&entries);
+    let entries = Arc::new(entries);
+    let work = futures::stream::iter(group_list.into_iter().map(|group| {
+        let entries = entries.clone();
+        let shared = &shared;
+        async move {
+            let members: Vec<Entry> = group
+                .iter()
+                .filter_map(|pv| entries.get(pv).cloned())
+                .collect();
+            migrate_group(shared, members).await
+        }
+    }))
+    .buffer_unordered(settings.concurrency)
+    .collect::<Vec<_>>();
+    tokio::pin!(work);
+    let results = loop {
+        tokio::select! {
+            results = &mut work => break results,
+            () = tokio::time::sleep(Duration::from_secs(1)) => write_status(context, &snapshot(&shared)).await,
+        }
+    };
+    write_status(context, &snapshot(&shared)).await;
+    let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    if !failures.is_empty() {
+        return Err(StepError::Unverified(format!(
+            "{} of {total} volume group(s) did not finish: {}; every volume's state and disks are in its journal ConfigMap ({}); the source disks are untouched; fix the cause and delete this step's Job to resume",
+            failures.len(),
+            failures.join("; "),
+            journal.describe("<pv>")
+        )));
+    }
+    let mut outcome = Outcome::default();
+    for entry in entries.values() {
+        outcome.changes.push(format!(
+            "PersistentVolume {}: disk {} on {} → {} on {} ({})",
+            entry.persistent_volume,
+            entry.source.id,
+            entry.source.server,
+            entry.target.id,
+            entry.target.server,
+            entry.target.path
+        ));
+        outcome
+            .backups
+            .push(journal.describe(&entry.persistent_volume));
+    }
+    outcome.findings = skipped
+        .iter()
+        .map(|s| format!("left on the source: {s}"))
+        .collect();
+    outcome.result = format!(
+        "{total} volume(s) moved to vCenter {} and verified ({} mode); {} left on the source; the source disks are kept until step 15",
+        shared.destination.server,
+        format!("{:?}", shared.mode),
+        skipped.len()
+    );
+    Ok(outcome)
+}
+
+fn snapshot(shared: &Shared<'_>) -> BTreeMap<String, VolumeProgress> {
+    shared
+        .progress
+        .lock()
+        .map(|p| p.clone())
+        .unwrap_or_default()
+}
+
+/// Moves one group: stops its workloads, moves its volumes, starts the
+/// workloads again, verifies. Errors name the volume and its state.
+async fn migrate_group(shared: &Shared<'_>, mut members: Vec<Entry>) -> Result<(), String> {
+    let names: Vec<String> = members
+        .iter()
+        .map(|e| e.persistent_volume.clone())
+        .collect();
+    let fail = |shared: &Shared<'_>, entry: &Entry, error: StepError| {
+        let message = error.to_string();
+        shared.note(&entry.persistent_volume, message.clone());
+        format!(
+            "PV {} (state {}): {message}",
+            entry.persistent_volume,
+            entry.state.name()
+        )
+    };
+    // Quiesce.
+    if members.iter().any(|e| e.state < State::Quiesced) {
+        let mut owners: Vec<Owner> = members.iter().flat_map(|e| e.owners.clone()).collect();
+        owners.sort_by_key(owner_key);
+        owners.dedup_by_key(|o| owner_key(o));
+        for owner in &owners {
+            if let Err(e) = workloads::stop(shared.context, owner).await {
+                return Err(fail(shared, &members[0], e));
+            }
+        }
+        let claims: Vec<String> = members.iter().filter_map(|e| e.claim.clone()).collect();
+        if let Err(e) = workloads::wait_unused(shared.context, &claims, shared.stall).await {
+            return Err(fail(shared, &members[0], e));
+        }
+        for entry in members.iter_mut().filter(|e| e.state < State::Quiesced) {
+            entry.state = State::Quiesced;
+            shared
+                .save(entry)
+                .await
+                .map_err(|e| format!("{names:?}: {e}"))?;
+        }
+    }
+    // Move each volume.
+    let moved = futures::future::join_all(members.iter().cloned().map(|entry| async move {
+        let mut entry = entry;
+        match move_volume(shared, &mut entry).await {
+            Ok(()) => Ok(entry),
+            Err(e) => {
+                entry.message = Some(e.to_string());
+                let _ = shared.journal.save(&entry).await;
+                Err(fail(shared, &entry, e))
+            }
+        }
+    }))
+    .await;
+    let mut errors = Vec::new();
+    members = moved
+        .into_iter()
+        .filter_map(|r| r.map_err(|e| errors.push(e)).ok())
+        .collect();
+    if !errors.is_empty() {
+        return Err(format!(
+            "{} (their workloads stay stopped until the group is done)",
+            errors.join("; ")
+        ));
+    }
+    // Restore the workloads.
+    if members.iter().any(|e| e.state < State::Restored) {
+        let mut owners: Vec<Owner> = members.iter().flat_map(|e| e.owners.clone()).collect();
+        owners.sort_by_key(owner_key);
+        owners.dedup_by_key(|o| owner_key(o));
+        for owner in &owners {
+            if let Err(e) = workloads::start(shared.context, owner).await {
+                return Err(fail(shared, &members[0], e));
+            }
+        }
+        if let Err(e) = wait_back(shared, &owners).await {
+            return Err(fail(shared, &members[0], e));
+        }
+        for entry in members.iter_mut().filter(|e| e.state < State::Restored) {
+            entry.state = State::Restored;
+            entry.message = None;
+            shared
+                .save(entry)
+                .await
+                .map_err(|e| format!("{names:?}: {e}"))?;
+        }
+    }
+    // Verify end to end.
+    for entry in members.iter_mut().filter(|e| e.state < State::Complete) {
+        if let Err(e) = verify(shared, entry).await {
+            return Err(fail(shared, entry, e));
+        }
+        entry.state = State::Complete;
+        shared
+            .save(entry)
+            .await
+            .map_err(|e| format!("{names:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Waits until every owner is back at its recorded replicas.
+async fn wait_back(shared: &Shared<'_>, owners: &[Owner]) -> Result<(), StepError> {
+    let mut watchdog = crate::machines::Stall::new(shared.stall);
+    loop {
+        let mut waiting = Vec::new();
+        for owner in owners {
+            if let Some(why) = workloads::not_back(shared.context, owner).await? {
+                waiting.push(why);
+            }
+        }
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let observed = waiting.join("; ");
+        if let Some(waited) = watchdog.observe(observed.clone()) {
+            return Err(StepError::Unverified(format!(
+                "the volumes are on the target but after {} s {observed}; check those pods (events, VolumeAttachments: a pod on a node of the source cannot attach a target disk), then delete this step's Job to retry",
+                waited.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// One volume from Quiesced to Rebound.
+async fn move_volume(shared: &Shared<'_>, entry: &mut Entry) -> Result<(), StepError> {
+    if entry.state >= State::Rebound {
+        return Ok(());
+    }
+    let _permit = shared
+        .disks
+        .acquire()
+        .await
+        .map_err(|_| StepError::Refused("internal: the disk semaphore closed".into()))?;
+    if entry.state < State::Detached {
+        wait_detached(shared.context, &shared.source, entry, shared.stall).await?;
+        entry.state = State::Detached;
+        shared.save(entry).await?;
+    }
+    if entry.state < State::Moved {
+        match shared.mode {
+            VolumeMode::Copy => {
+                let from = DatastoreFile::parse(&entry.source.datacenter, &entry.source.path)
+                    .ok_or_else(|| {
+                        StepError::Refused(format!(
+                            "the journal's source path {} is not `[datastore] path`",
+                            entry.source.path
+                        ))
+                    })?;
+                let to = DatastoreFile::parse(&entry.target.datacenter, &entry.target.path)
+                    .ok_or_else(|| {
+                        StepError::Refused(format!(
+                            "the journal's target path {} is not `[datastore] path`",
+                            entry.target.path
+                        ))
+                    })?;
+                let files = copy_disk(
+                    &shared.source,
+                    &from,
+                    &shared.target,
+                    &to,
+                    &entry.target.files,
+                )
+                .await?;
+                entry.target.files = files;
+            }
+            VolumeMode::Relocate => relocate(shared, entry).await?,
+        }
+        entry.state = State::Moved;
+        shared.save(entry).await?;
+    }
+    if entry.state < State::Registered {
+        let file = DatastoreFile::parse(&entry.target.datacenter, &entry.target.path).ok_or_else(
+            || {
+                StepError::Refused(format!(
+                    "the journal's target path {} is not `[datastore] path`",
+                    entry.target.path
+                ))
+            },
+        )?;
+        let datastore = shared.destination.datastore.moref.clone();
+        let disk = register(
+            &shared.target,
+            &datastore,
+            &file,
+            &entry.persistent_volume,
+            &entry.target.id,
+        )
+        .await?;
+        if entry.target.id != disk.id {
+            entry.target.id = disk.id.clone();
+            shared.save(entry).await?; // before anything else can be lost
+        }
+        ensure_cns_volume(
+            &shared.target,
+            &disk,
+            &entry.persistent_volume,
+            &shared.cluster,
+        )
+        .await?;
+        entry.state = State::Registered;
+        shared.save(entry).await?;
+    }
+    rebind(
+        shared.context,
+        entry,
+        &shared.destination.region,
+        &shared.destination.zone,
+        shared.stall,
+    )
+    .await?;
+    entry.state = State::Rebound;
+    shared.save(entry).await
+}
+
+/// Relocate mode, Detached → Moved.
+async fn relocate(shared: &Shared<'_>, entry: &mut Entry) -> Result<(), StepError> {
+    let source_datastore = shared
+        .source_datastores
+        .iter()
+        .find(|d| d.moref.value == entry.source.datastore)
+        .cloned()
+        .ok_or_else(|| {
+            StepError::Refused(format!(
+                "the journal's source datastore {} is not on vCenter {}",
+                entry.source.datastore,
+                shared.source.server()
+            ))
+        })?;
+    let destination = &shared.destination;
+    let at_source =
+        relocate_mode::placement(&shared.source, &source_datastore.datacenter, None).await?;
+    let at_target = relocate_mode::placement(
+        &shared.target,
+        &destination.datacenter,
+        Some(&destination.compute_cluster),
+    )
+    .await?;
+    let on_target = match &entry.helper_vm {
+        Some(helper) if !helper.instance_uuid.is_empty() => {
+            shared
+                .target
+                .find_vm_by_instance_uuid(&helper.instance_uuid)
+                .await?
+        }
+        _ => None,
+    };
+    let (vm, helper) = match (on_target, entry.helper_vm.clone()) {
+        (Some(vm), Some(helper)) => (vm, helper),
+        _ => {
+            entry.helper_vm = Some(crate::volumes::journal::HelperVm {
+                name: relocate_mode::helper_name(&entry.persistent_volume),
+                instance_uuid: String::new(),
+            });
+            shared.save(entry).await?; // the name first: a kill here leaves a VM we can find
+            let (vm, helper) =
+                relocate_mode::prepare_helper(&shared.source, entry, &source_datastore, &at_source)
+                    .await?;
+            entry.helper_vm = Some(helper.clone());
+            shared.save(entry).await?;
+            (vm, helper)
+        }
+    };
+    let (vm_on_target, file) = relocate_mode::relocate(
+        &shared.source,
+        &shared.target,
+        &vm,
+        &helper,
+        &destination.datastore,
+        &at_target,
+    )
+    .await?;
+    entry.target.path = file.clone();
+    entry.target.id = shared
+        .target
+        .retrieve_disk(&entry.source.id, &destination.datastore.moref)
+        .await?
+        .map(|d| d.id)
+        .unwrap_or_default();
+    shared.save(entry).await?;
+    relocate_mode::dismantle(
+        &shared.target,
+        &vm_on_target,
+        &entry.source.id,
+        &file,
+        &destination.datastore,
+    )
+    .await
+}
+
+/// The end state of one volume: the PV points at the target disk, which
+/// vCenter has, and its claim is bound.
+async fn verify(shared: &Shared<'_>, entry: &Entry) -> Result<(), StepError> {
+    let pv = Api::<PersistentVolume>::all(shared.context.client.clone())
+        .get_opt(&entry.persistent_volume)
+        .await
+        .map_err(StepError::kube(format!(
+            "read PersistentVolume {}",
+            entry.persistent_volume
+        )))?;
+    let handle = pv
+        .as_ref()
+        .and_then(|p| p.spec.as_ref())
+        .and_then(|s| s.csi.as_ref())
+        .map(|c| c.volume_handle.clone())
+        .unwrap_or_default();
+    if handle != entry.target.id {
+        return Err(StepError::Unverified(format!(
+            "PersistentVolume {} points at {handle:?}, not the target disk {}",
+            entry.persistent_volume, entry.target.id
+        )));
+    }
+    let datastore = shared.destination.datastore.moref.clone();
+    if shared
+        .target
+        .retrieve_disk(&entry.target.id, &datastore)
+        .await?
+        .is_none()
+    {
+        return Err(StepError::Unverified(format!(
+            "vCenter {} no longer has disk {} of PV {}",
+            shared.target.server(),
+            entry.target.id,
+            entry.persistent_volume
+        )));
+    }
+    Ok(())
+}
+
+/// The spec's volume settings with defaults.
+struct Settings {
+    migrate: bool,
+    mode: VolumeMode,
+    concurrency: usize,
+}
+
+trait VolumesDefaults {
+    fn unwrap_or_default_volumes(self) -> Settings;
+}
+
+impl VolumesDefaults for Option<vmi_api::migration::Volumes> {
+    fn unwrap_or_default_volumes(self) -> Settings {
+        match self {
+            Some(v) => Settings {
+                migrate: v.migrate,
+                mode: v.mode,
+                concurrency: v
+                    .concurrency
+                    .and_then(|c| usize::try_from(c).ok())
+                    .filter(|c| *c > 0)
+                    .unwrap_or(DEFAULT_CONCURRENCY),
+            },
+            None => Settings {
+                migrate: false,
+                mode: VolumeMode::Copy,
+                concurrency: DEFAULT_CONCURRENCY,
+            },
+        }
+    }
+}
+
+/// Undoes the step for every volume whose workloads have not run on the
+/// target copy yet (journal state before Restored): the original PV back on
+/// the source disk, the workloads back at their replicas, the journal entry
+/// removed. The target copies are kept and listed, never deleted here. A
+/// volume already in use on the target is refused: pointing it back at the
+/// source would silently drop what was written since.
+pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
+    let journal = Journal::of(context);
+    let entries = journal.load_all().await?;
+    if entries.is_empty() {
+        return Ok(Outcome::unchanged("no volume was moved: nothing to undo"));
+    }
+    let in_use: Vec<String> = entries
+        .values()
+        .filter(|e| e.state >= State::Restored)
+        .map(|e| format!("PV {} ({})", e.persistent_volume, e.state.name()))
+        .collect();
+    if !in_use.is_empty() {
+        return Err(StepError::Refused(format!(
+            "{} volume(s) already run on their target copies and may have been written to since: {}; rolling back would point them at the older source disks and lose those writes; move them back by hand as docs/volumes.md (Rolling back) says, then delete their journal ConfigMaps and retry the rollback; nothing was changed",
+            in_use.len(),
+            in_use.join(", ")
+        )));
+    }
+    let stall = stall_limit(context);
+    let mut outcome = Outcome::default();
+    let mut owners: Vec<Owner> = entries.values().flat_map(|e| e.owners.clone()).collect();
+    owners.sort_by_key(owner_key);
+    owners.dedup_by_key(|o| owner_key(o));
+    for entry in entries.values() {
+        if entry.state >= State::Registered
+            || Api::<PersistentVolume>::all(context.client.clone())
+                .get_opt(&entry.persistent_volume)
+                .await
+                .map_err(StepError::kube(format!(
+                    "read PersistentVolume {}",
+                    entry.persistent_volume
+                )))?
+                .is_none()
+        {
+            crate::volumes::rebind::restore_original(context, entry, stall).await?;
+            outcome.changes.push(format!(
+                "PersistentVolume {}: back on disk {} on {}",
+                entry.persistent_volume, entry.source.id, entry.source.server
+            ));
+        }
+        if !entry.target.id.is_empty() || !entry.target.files.is_empty() {
+            outcome.findings.push(format!(
+                "kept on {}: the copy of PV {} ({}, disk {:?}); delete it when no longer wanted",
+                entry.target.server, entry.persistent_volume, entry.target.path, entry.target.id
+            ));
+        }
+    }
+    for owner in &owners {
+        workloads::start(context, owner).await?;
+        outcome.changes.push(format!(
+            "{}: back to {} replica(s)",
+            owner.describe(),
+            owner.replicas
+        ));
+    }
+    let mut watchdog = crate::machines::Stall::new(stall);
+    loop {
+        let mut waiting = Vec::new();
+        for owner in &owners {
+            if let Some(why) = workloads::not_back(context, owner).await? {
+                waiting.push(why);
+            }
+        }
+        if waiting.is_empty() {
+            break;
+        }
+        let observed = waiting.join("; ");
+        if let Some(waited) = watchdog.observe(observed.clone()) {
+            return Err(StepError::Unverified(format!(
+                "the volumes are back on the source but after {} s {observed}; check those pods, then retry the rollback",
+                waited.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for entry in entries.values() {
+        journal.remove(&entry.persistent_volume).await?;
+    }
+    outcome.result = format!(
+        "{} volume(s) back on the source vCenter with their workloads; {} copy(ies) kept on the target",
+        entries.len(),
+        outcome.findings.len()
+    );
+    Ok(outcome)
 }

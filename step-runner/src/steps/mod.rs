@@ -74,9 +74,7 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
         Step::UpdateCloudConfig => update_cloud_config::undo(context).await,
         Step::CreateMachinesets => create_machinesets::undo(context).await,
         Step::RecreateCpms => recreate_cpms::undo(context).await,
-        Step::MigrateVolumes => Ok(Outcome::unchanged(
-            "nothing to undo: step 13 moves no volume in this version",
-        )),
+        Step::MigrateVolumes => migrate_volumes::undo(context).await,
         Step::ScaleDownSource => scale_down_source::undo(context).await,
         other => Err(StepError::NoUndo(other.name())),
     }

@@ -10,7 +10,6 @@
 //! other refusal is a problem to fix. This needs no table of releases and
 //! follows backports as they ship.
 
-use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use serde_json::Value;
 use vmi_api::migration::{MigrationPath, MigrationPathDecision};
@@ -21,10 +20,11 @@ use crate::infrastructure::{self, AddTargets, Answer, BLOCKING_RULE_MESSAGE, OBJ
 use crate::report;
 use crate::steps::allow_multi_vcenter;
 use crate::vcenters::{connect_source, connect_target, infrastructure_id, source_server_in};
+use crate::volumes::Disposition;
 use crate::vsphere::VCenter;
 
 /// The driver of vSphere CSI volumes.
-pub const CSI_DRIVER: &str = "csi.vsphere.vmware.com";
+pub use crate::volumes::CSI_DRIVER;
 
 /// Privileges the target vCenter's user needs on each target datacenter.
 pub const TARGET_PRIVILEGES: &[&str] = &[
@@ -285,48 +285,36 @@ async fn check_machines(context: &StepContext, findings: &mut Findings) -> Resul
     Ok(())
 }
 
-/// vSphere CSI and in-tree volumes, with what happens to each.
+/// vSphere CSI and in-tree volumes, with what step 13 will do with each
+/// (the same discovery the step uses).
 async fn check_volumes(context: &StepContext, findings: &mut Findings) -> Result<(), StepError> {
-    let volumes = Api::<PersistentVolume>::all(context.client.clone())
-        .list(&ListParams::default())
-        .await
-        .map_err(StepError::kube("list PersistentVolumes"))?;
-    let migrate = context.vmi.spec.volumes.as_ref().is_some_and(|v| v.migrate);
-    let mut csi = 0;
-    for pv in &volumes {
-        let name = pv.metadata.name.clone().unwrap_or_default();
-        let spec = pv.spec.clone().unwrap_or_default();
-        let claim = spec
-            .claim_ref
-            .as_ref()
-            .map(|c| {
-                format!(
-                    "{}/{}",
-                    c.namespace.clone().unwrap_or_default(),
-                    c.name.clone().unwrap_or_default()
-                )
-            })
-            .unwrap_or_else(|| "unclaimed".into());
-        if spec.vsphere_volume.is_some() {
-            findings.problem(format!(
-                "PV {name} ({claim}) is an in-tree vSphere volume, which vSphere CSI does not support with two vCenters; migrate it to CSI first"
-            ));
-        }
-        if spec.csi.as_ref().is_some_and(|c| c.driver == CSI_DRIVER) {
-            csi += 1;
-            if migrate {
-                findings.info(
-                    "volume",
-                    format!("PV {name} ({claim}) will be moved to the target in step 13"),
-                );
-            } else {
-                findings.problem(format!(
-                    "PV {name} ({claim}) is a vSphere CSI volume and spec.volumes.migrate is not true: step 13 would stop the migration; set spec.volumes.migrate or remove the volume"
-                ));
-            }
+    let candidates = crate::volumes::discover(context).await?;
+    let settings = context.vmi.spec.volumes.clone().unwrap_or_default();
+    let mode = format!("{:?}", settings.mode);
+    for candidate in &candidates {
+        let what = candidate.describe();
+        match (&candidate.disposition, settings.migrate) {
+            (_, false) => findings.problem(format!(
+                "{what} is a vSphere volume and spec.volumes.migrate is not true: step 13 would stop the migration; set spec.volumes.migrate: true or remove the volume"
+            )),
+            (Disposition::Move, true) => findings.info(
+                "volume",
+                format!("{what} will be moved to the target in step 13 ({mode} mode)"),
+            ),
+            (Disposition::NotSelected, true) => findings.info(
+                "volume-left",
+                format!("{what} is outside spec.volumes.namespaceSelector and stays on the source vCenter"),
+            ),
+            (Disposition::Unmovable(why), true) if settings.skip_unmovable => findings.info(
+                "volume-left",
+                format!("{what} cannot be moved ({why}) and stays on the source vCenter (spec.volumes.skipUnmovable)"),
+            ),
+            (Disposition::Unmovable(why), true) => findings.problem(format!(
+                "{what} cannot be moved: {why}; or set spec.volumes.skipUnmovable: true to leave it on the source vCenter"
+            )),
         }
     }
-    if csi == 0 {
+    if candidates.is_empty() {
         findings.ok("no vSphere CSI volume to move");
     }
     Ok(())

@@ -20,6 +20,8 @@ pub struct Fcd {
     pub datastore: MoRef,
     /// Its backing file, `[datastore] path`.
     pub file_path: String,
+    /// The VMs using it (`config.consumerId`): empty when attached to none.
+    pub consumers: Vec<String>,
 }
 
 impl Fcd {
@@ -35,6 +37,12 @@ impl Fcd {
                 .child_text("filePath")
                 .unwrap_or_default()
                 .to_owned(),
+            consumers: config
+                .children
+                .iter()
+                .filter(|c| c.name == "consumerId")
+                .filter_map(|c| c.child_text("id").map(str::to_owned))
+                .collect(),
         })
     }
 }
@@ -138,6 +146,36 @@ impl VCenter {
         let manager = self.vstorage_object_manager(METHOD)?;
         let args = format!("{}{}", id_xml(id), datastore.to_xml("datastore"));
         let task = self.task(METHOD, &manager, &args).await?;
+        self.wait_for_task(METHOD, &task, self.task_limit())
+            .await
+            .map(|_| ())
+    }
+
+    /// Attaches First Class Disk `id` (on `datastore`) to `vm`, keeping its
+    /// identity, so vCenter records the VM as its consumer.
+    pub async fn attach_fcd(
+        &self,
+        vm: &MoRef,
+        id: &str,
+        datastore: &MoRef,
+    ) -> Result<(), VSphereError> {
+        const METHOD: &str = "AttachDisk_Task";
+        let args = format!(
+            "<diskId><id>{}</id></diskId>{}",
+            xml::escape(id),
+            datastore.to_xml("datastore")
+        );
+        let task = self.task(METHOD, vm, &args).await?;
+        self.wait_for_task(METHOD, &task, self.task_limit())
+            .await
+            .map(|_| ())
+    }
+
+    /// Detaches First Class Disk `id` from `vm`, keeping the disk.
+    pub async fn detach_fcd(&self, vm: &MoRef, id: &str) -> Result<(), VSphereError> {
+        const METHOD: &str = "DetachDisk_Task";
+        let args = format!("<diskId><id>{}</id></diskId>", xml::escape(id));
+        let task = self.task(METHOD, vm, &args).await?;
         self.wait_for_task(METHOD, &task, self.task_limit())
             .await
             .map(|_| ())
