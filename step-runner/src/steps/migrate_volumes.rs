@@ -463,9 +463,9 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
         .map(|s| format!("left on the source: {s}"))
         .collect();
     outcome.result = format!(
-        "{total} volume(s) moved to vCenter {} and verified ({} mode); {} left on the source; the source disks are kept until step 15",
+        "{total} volume(s) moved to vCenter {} and verified ({:?} mode); {} left on the source; the source disks are kept until step 15",
         shared.destination.server,
-        format!("{:?}", shared.mode),
+        shared.mode,
         skipped.len()
     );
     Ok(outcome)
