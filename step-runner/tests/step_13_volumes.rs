@@ -29,10 +29,19 @@ use vmi_step_runner::volumes::journal::{Entry, JOURNAL_LABEL, State};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
+impl Rig {
+    /// Every seeded volume.
+    fn volumes(&self) -> impl Iterator<Item = &volumes::SeededVolume> {
+        self.seeded.volumes.iter().chain(&self.extra)
+    }
+}
+
 struct Rig {
     cluster: SimCluster,
     client: Client,
     seeded: SeededVolumes,
+    /// Volumes without workloads, seeded after the others.
+    extra: Vec<volumes::SeededVolume>,
     _csi: CsiDriverStandIn,
 }
 
@@ -51,6 +60,7 @@ async fn rig(workloads: VolumeWorkloads) -> Rig {
         cluster,
         client,
         seeded,
+        extra: Vec::new(),
         _csi: csi,
     }
 }
@@ -143,7 +153,7 @@ async fn versions(client: &Client, namespace: &str) -> Vec<String> {
 /// policy, and the source disk is still there.
 async fn assert_moved(rig: &Rig) {
     let pvs = pvs(&rig.client).await;
-    for volume in &rig.seeded.volumes {
+    for volume in rig.volumes() {
         let pv = &pvs[&volume.pv];
         let id = handle(pv);
         assert_ne!(
@@ -283,7 +293,7 @@ async fn volumes_it_cannot_move_are_refused_before_any_change() {
         error.contains("spec.volumes.migrate is not true"),
         "{error}"
     );
-    for volume in &rig.seeded.volumes {
+    for volume in rig.volumes() {
         assert!(error.contains(&volume.pv), "{error} names {}", volume.pv);
     }
     // A DaemonSet using a claim makes that volume unmovable.
@@ -393,7 +403,7 @@ async fn an_unverifiable_relocate_detaches_and_deletes_nothing_and_the_undo_rest
 async fn assert_never_lost(rig: &Rig, vmi: &VmiRef) {
     let pvs = pvs(&rig.client).await;
     let entries = journal(&rig.client, vmi).await;
-    for volume in &rig.seeded.volumes {
+    for volume in rig.volumes() {
         assert!(
             volumes::fcd_info(&rig.cluster.source, &volume.fcd_id)
                 .unwrap()
@@ -433,7 +443,10 @@ async fn assert_never_lost(rig: &Rig, vmi: &VmiRef) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_killed_at_random_moments_resumes_from_the_journal() {
-    let rig = rig(VolumeWorkloads::default()).await;
+    let mut rig = rig(VolumeWorkloads::default()).await;
+    rig.extra = volumes::seed_bare_volumes(&rig.cluster, "bulk", 12, 1 << 20)
+        .await
+        .unwrap();
     let vmi = vmi(
         &rig,
         json!({"migrate": true, "mode": "Copy", "concurrency": 3}),
@@ -457,9 +470,11 @@ async fn a_step_killed_at_random_moments_resumes_from_the_journal() {
     };
     let mut kills = 0;
     let mut states = BTreeMap::new();
-    for _ in 0..12 {
+    let mut runs = 0;
+    while kills < 10 && runs < 40 {
+        runs += 1;
         let mut child = command().spawn().unwrap();
-        let delay = Duration::from_millis(200 + random.below(2500));
+        let delay = Duration::from_millis(150 + random.below(600));
         std::thread::sleep(delay);
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
@@ -471,7 +486,7 @@ async fn a_step_killed_at_random_moments_resumes_from_the_journal() {
             *states.entry(format!("{:?}", entry.state)).or_insert(0) += 1;
         }
     }
-    eprintln!("{kills} kills; journal states seen after kills: {states:?}");
+    eprintln!("{runs} runs, {kills} kills; journal states seen after them: {states:?}");
     assert!(
         kills >= 10,
         "only {kills} runs were still going when killed"
@@ -487,7 +502,7 @@ async fn a_step_killed_at_random_moments_resumes_from_the_journal() {
             .all(|e| e.state == State::Complete)
     );
     // No duplicate copies: one FCD per volume on the target.
-    for volume in &rig.seeded.volumes {
+    for volume in rig.volumes() {
         let id = handle(&pvs(&rig.client).await[&volume.pv]);
         assert!(
             volumes::fcd_info(&rig.cluster.target, &id)

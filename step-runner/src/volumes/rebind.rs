@@ -29,6 +29,9 @@ pub const PROVISIONER_IDENTITY: &str = "storage.kubernetes.io/csiProvisionerIden
 pub const ZONE_KEY: &str = "topology.csi.vmware.com/openshift-zone";
 /// See [`ZONE_KEY`].
 pub const REGION_KEY: &str = "topology.csi.vmware.com/openshift-region";
+/// Annotation on a claim naming the disk its PV points at since vmi
+/// rebound it.
+pub const REBOUND_TO: &str = "vmi.config.openshift.io/rebound-to";
 /// Annotation naming where the disk came from, for triage.
 pub const MOVED_FROM: &str = "vmi.config.openshift.io/moved-from";
 
@@ -276,7 +279,7 @@ async fn replace(context: &StepContext, swap: &Swap<'_>, stall: Duration) -> Res
         }
         tokio::time::sleep(POLL).await;
     }
-    wait_bound(context, name, swap.claim, stall).await
+    wait_bound(context, name, swap.claim, swap.to, stall).await
 }
 
 /// Waits until the new PV and its claim are Bound to each other.
@@ -284,6 +287,7 @@ async fn wait_bound(
     context: &StepContext,
     name: &str,
     claim: Option<&str>,
+    disk: &str,
     stall: Duration,
 ) -> Result<(), StepError> {
     let Some((namespace, claim)) = claim.and_then(|c| c.split_once('/')) else {
@@ -292,6 +296,7 @@ async fn wait_bound(
     let pvs = Api::<PersistentVolume>::all(context.client.clone());
     let claims = Api::<PersistentVolumeClaim>::namespaced(context.client.clone(), namespace);
     let mut watchdog = Stall::new(stall);
+    let mut nudged = false;
     loop {
         let pv_phase = pvs
             .get_opt(name)
@@ -323,6 +328,20 @@ async fn wait_bound(
             .unwrap_or_default();
         if pv_phase == "Bound" && claim_phase == "Bound" && claim_volume == name {
             return Ok(());
+        }
+        if !nudged {
+            // The persistent-volume controller looks at a Lost claim again
+            // only on its resync (15 s by default) or when the claim
+            // changes: an annotation naming the new disk is that change,
+            // and tells whoever reads the claim where its data now is.
+            let patch = json!({"metadata": {"annotations": {REBOUND_TO: disk}}});
+            claims
+                .patch(claim, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(StepError::kube(format!(
+                    "annotate PersistentVolumeClaim {namespace}/{claim}"
+                )))?;
+            nudged = true;
         }
         let observed = format!(
             "PV {name} is {pv_phase}, claim {namespace}/{claim} is {claim_phase} (volumeName {claim_volume})"
