@@ -13,6 +13,7 @@ pub mod control_plane;
 pub mod cpms_operator;
 pub mod crds;
 pub mod credential_operator;
+pub mod csi_driver;
 pub mod disruption;
 pub mod inventory;
 pub mod kubelet;
@@ -26,6 +27,7 @@ pub mod test_random;
 pub mod test_steps;
 pub mod tools;
 pub mod vcsim;
+pub mod volumes;
 
 pub use component_pods::ComponentPods;
 pub use control_plane::ControlPlane;
