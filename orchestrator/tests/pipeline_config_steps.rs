@@ -1,6 +1,6 @@
 //! Steps 00–10 of the real pipeline, run by `vmi-orchestrator` as Jobs of
 //! `vmi-step` on the seeded cluster, with the step pods' service account
-//! bound to `deploy/rbac/step-runner.yaml`: on the legacy path with an INI
+//! bound to `deploy/base/rbac/step-runner.yaml`: on the legacy path with an INI
 //! cloud-provider-config, and on the native path with a YAML one. The vmi
 //! pauses before step 11; by then the cluster knows both vCenters, the tags
 //! and folder are in vcsim, cloud-provider-config was edited exactly once,
@@ -11,8 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::json;
 use vmi_api::VSphereMigrationInfra;
@@ -25,7 +24,7 @@ use vmi_sim::credential_operator::CredentialOperator;
 use vmi_sim::seed::{CloudConfigFormat, SeedOptions, SimCluster};
 
 const SAMPLE: &str = include_str!("../../deploy/samples/vmi.yaml");
-const ROLE: &str = include_str!("../../deploy/rbac/step-runner.yaml");
+const ROLE: &str = include_str!("../../deploy/base/rbac/step-runner.yaml");
 
 /// `vmi-step`, built next to this package's binaries.
 fn vmi_step() -> PathBuf {
@@ -59,29 +58,8 @@ async fn run(crd: InfrastructureCrd, format: CloudConfigFormat, expected: Migrat
     let edits = vmi_sim::disruption::CloudConfigRollouts::start(client.clone());
     let namespace = cluster.plane.namespace(&client, "vmi").await.unwrap();
 
-    // The step pods' identity and exactly the role shipped in deploy/.
-    Api::<ServiceAccount>::namespaced(client.clone(), &namespace)
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "vmi-step-runner"}})).unwrap(),
-        )
-        .await
-        .unwrap();
-    let role: ClusterRole = serde_saphyr::from_str(ROLE).unwrap();
-    Api::<ClusterRole>::all(client.clone())
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap();
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "vmi-step-runner"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "vmi-step-runner"},
-                "subjects": [{"kind": "ServiceAccount", "name": "vmi-step-runner", "namespace": namespace}],
-            }))
-            .unwrap(),
-        )
+    // The step pods' identity and exactly the roles shipped in deploy/.
+    vmi_sim::migration::bind_service_account(&client, &namespace, "vmi-step-runner", ROLE)
         .await
         .unwrap();
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Build the simulated-cluster tools (kube-apiserver, kube-controller-manager, kubectl, etcd,
-# vcsim, govc) and unpack the pinned openshift/api CRD manifests into a cache directory
+# vcsim, govc, kustomize) and unpack the pinned openshift/api CRD manifests into a cache directory
 # outside the repository:
 #
 #   ${VMI_TOOLS_CACHE:-$HOME/.cache/vmi-tools}/<key>/
-#       bin/{kube-apiserver,kube-controller-manager,kubectl,etcd,vcsim,govc}
+#       bin/{kube-apiserver,kube-controller-manager,kubectl,etcd,vcsim,govc,kustomize}
 #       openshift-api/<commit12>/...   (+ symlink <pin name> -> <commit12>)
 #       versions.env                  (shell-sourceable versions and paths)
 #       .complete                     (written last; its presence means "fully built")
@@ -40,6 +40,7 @@ module_version() { # module-dir module-path
 k8s_version=$(module_version k8s k8s.io/kubernetes)
 etcd_version=$(module_version etcd go.etcd.io/etcd/server/v3)
 govmomi_version=$(module_version govmomi github.com/vmware/govmomi)
+kustomize_version=$(module_version kustomize sigs.k8s.io/kustomize/kustomize/v5)
 go_version=$(go env GOVERSION)
 platform="$(go env GOOS)-$(go env GOARCH)"
 
@@ -48,6 +49,7 @@ key_inputs=(
     k8s/go.mod k8s/go.sum
     etcd/go.mod etcd/go.sum
     govmomi/go.mod govmomi/go.sum govmomi/cmd/vcsim/main.go govmomi/cmd/govc/main.go
+    kustomize/go.mod kustomize/go.sum
     openshift-api/pins.txt
 )
 hash=$(
@@ -60,7 +62,7 @@ hash=$(
         done
     } | sha256sum | cut -c1-12
 )
-key="k8s-$k8s_version-etcd-$etcd_version-govmomi-$govmomi_version-$hash"
+key="k8s-$k8s_version-etcd-$etcd_version-govmomi-$govmomi_version-kustomize-$kustomize_version-$hash"
 dest="$cache_root/$key"
 
 if [[ -f $dest/.complete ]]; then
@@ -178,6 +180,15 @@ govmomi_commit=$(origin_commit "github.com/vmware/govmomi@$govmomi_version")
     ./cmd/vcsim ./cmd/govc) >&2
 
 # ---------------------------------------------------------------------------------------
+# kustomize (renders deploy/overlays/* in tests/sim/tests/deploy_manifests.rs)
+# ---------------------------------------------------------------------------------------
+step "kustomize $kustomize_version: compiling"
+(cd "$tools/kustomize" && go mod download) >&2
+# `kustomize version` reads its version from the binary's module build info.
+(cd "$tools/kustomize" && go build -trimpath -ldflags "-s -w" -o "$stage/bin/kustomize" \
+    sigs.k8s.io/kustomize/kustomize/v5) >&2
+
+# ---------------------------------------------------------------------------------------
 # openshift/api CRD manifests
 # ---------------------------------------------------------------------------------------
 osapi_env=()
@@ -212,12 +223,14 @@ done <"$tools/openshift-api/pins.txt"
 # Record versions, check the binaries start, publish atomically
 # ---------------------------------------------------------------------------------------
 step "checking binaries"
-for b in kube-apiserver kube-controller-manager kubectl etcd vcsim govc; do
+for b in kube-apiserver kube-controller-manager kubectl etcd vcsim govc kustomize; do
     [[ -x $stage/bin/$b ]] || die "missing binary $b"
 done
 got=$("$stage/bin/kube-apiserver" --version) || die "kube-apiserver --version failed"
 [[ $got == "Kubernetes $k8s_version" ]] || die "kube-apiserver --version printed '$got'"
 "$stage/bin/etcd" --version >/dev/null || die "etcd --version failed"
+got=$("$stage/bin/kustomize" version) || die "kustomize version failed"
+[[ $got == "$kustomize_version" ]] || die "kustomize version printed '$got'"
 
 {
     echo "# Written by tests/tools/build.sh; KEY=value lines, no quoting, absolute paths."
@@ -227,6 +240,7 @@ got=$("$stage/bin/kube-apiserver" --version) || die "kube-apiserver --version fa
     echo "KUBERNETES_GIT_COMMIT=${k8s_commit:-}"
     echo "ETCD_VERSION=$etcd_version"
     echo "GOVMOMI_VERSION=$govmomi_version"
+    echo "KUSTOMIZE_VERSION=$kustomize_version"
     echo "GO_VERSION=$go_version"
     printf '%s\n' "${osapi_env[@]}"
 } >"$stage/versions.env"

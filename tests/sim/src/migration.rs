@@ -4,13 +4,15 @@
 //! [`MigrationRig::start`] starts a [`SimCluster`], the OpenShift stand-ins
 //! (credential operator, control plane machine set operator, machine API,
 //! the disruption counters), the vmi namespace with the `vmi-step-runner`
-//! service account bound to exactly `deploy/rbac/step-runner.yaml`, the
-//! target credentials Secret, the kubelet stand-in that runs the step pods,
-//! and a collector of the vCenter session ids. Then
+//! and `vmi-orchestrator` service accounts bound to exactly the roles of
+//! `deploy/base/rbac/step-runner.yaml` and `deploy/base/rbac/orchestrator.yaml`
+//! ([`apply_rbac`]), the target credentials Secret, the kubelet stand-in
+//! that runs the step pods, and a collector of the vCenter session ids. Then
 //! [`MigrationRig::create_vmi`] applies `deploy/samples/vmi.yaml` pointed at
 //! the simulated target, [`MigrationRig::start_orchestrator`] runs
-//! `vmi-orchestrator run` (which can be killed with SIGKILL and started
-//! again at any moment), and [`MigrationRig::wait_for_phase`],
+//! `vmi-orchestrator run` with a token of its service account (it can be
+//! killed with SIGKILL and started again at any moment), and
+//! [`MigrationRig::wait_for_phase`],
 //! [`MigrationRig::status`], [`MigrationRig::machine_progress`],
 //! [`MigrationRig::end_state`] and [`MigrationRig::scan_secrets`] tell how
 //! it went.
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Event, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Client;
@@ -45,12 +48,18 @@ use crate::{Kubelet, SimError};
 pub use end_state::EndState;
 pub use progress::MachineProgress;
 
-/// The step runner's ClusterRole, exactly as shipped.
-pub const STEP_RUNNER_ROLE: &str = include_str!("../../../deploy/rbac/step-runner.yaml");
+/// The step runner's roles and bindings, exactly as shipped.
+pub const STEP_RUNNER_ROLE: &str = include_str!("../../../deploy/base/rbac/step-runner.yaml");
+/// The orchestrator's role and binding, exactly as shipped.
+pub const ORCHESTRATOR_ROLE: &str = include_str!("../../../deploy/base/rbac/orchestrator.yaml");
 /// The sample vmi the rig's vmi is made from.
 pub const SAMPLE_VMI: &str = include_str!("../../../deploy/samples/vmi.yaml");
 /// The step pods' service account.
 pub const SERVICE_ACCOUNT: &str = "vmi-step-runner";
+/// The orchestrator's service account.
+pub const ORCHESTRATOR_ACCOUNT: &str = "vmi-orchestrator";
+/// How long the orchestrator's token is valid: longer than any run.
+const ORCHESTRATOR_TOKEN_SECONDS: i64 = 24 * 3600;
 /// The Secret holding the target vCenter's credentials.
 pub const CREDENTIALS_SECRET: &str = "vcenter-b-credentials";
 /// How often the vCenter session ids are read during a run.
@@ -161,6 +170,7 @@ pub struct MigrationRig {
     pub sessions: SessionCollector,
     programs: Programs,
     dir: PathBuf,
+    orchestrator_kubeconfig: PathBuf,
     vmi_name: String,
     orchestrators: Vec<Process>,
     cpms: CpmsOperator,
@@ -195,7 +205,8 @@ impl MigrationRig {
         let rollouts = CloudConfigRollouts::start(client.clone());
         let cvo_downtime = CvoDowntime::start(client.clone());
         let namespace = cluster.plane.namespace(&client, "vmi").await?;
-        bind_step_runner(&client, &namespace).await?;
+        bind_service_account(&client, &namespace, SERVICE_ACCOUNT, STEP_RUNNER_ROLE).await?;
+        bind_service_account(&client, &namespace, ORCHESTRATOR_ACCOUNT, ORCHESTRATOR_ROLE).await?;
         let target = &cluster.target;
         let secret: Secret = from_json(json!({
             "metadata": {"name": CREDENTIALS_SECRET},
@@ -210,6 +221,11 @@ impl MigrationRig {
             Kubelet::start(&cluster.plane, client.clone(), &namespace, Vec::new()).await?;
         let sessions = SessionCollector::start(&[&cluster.source, &cluster.target], SESSION_POLL)?;
         let dir = children::temp_dir("migration")?;
+        let token = service_account_token(&client, &namespace, ORCHESTRATOR_ACCOUNT).await?;
+        let orchestrator_kubeconfig = dir.join("orchestrator.kubeconfig");
+        cluster
+            .plane
+            .write_token_kubeconfig(&token, &orchestrator_kubeconfig)?;
         Ok(MigrationRig {
             client,
             namespace,
@@ -219,6 +235,7 @@ impl MigrationRig {
             sessions,
             programs,
             dir,
+            orchestrator_kubeconfig,
             vmi_name: VmiOptions::default().name,
             orchestrators: Vec::new(),
             cpms,
@@ -308,14 +325,16 @@ impl MigrationRig {
         }
     }
 
-    /// Starts `vmi-orchestrator run` for the rig's namespace; its output
-    /// goes to a log file of its own (see [`MigrationRig::orchestrator_logs`]).
+    /// Starts `vmi-orchestrator run` for the rig's namespace, as its
+    /// service account (a token bound to exactly the shipped role); its
+    /// output goes to a log file of its own (see
+    /// [`MigrationRig::orchestrator_logs`]).
     pub fn start_orchestrator(&mut self) -> Result<&Process, RigError> {
         let mut command = Command::new(&self.programs.orchestrator);
         command
             .arg("run")
             .arg("--kubeconfig")
-            .arg(self.cluster.plane.kubeconfig())
+            .arg(&self.orchestrator_kubeconfig)
             .args(["--namespace", &self.namespace, "--image", "vmi:sim"])
             .arg("--step-command")
             .arg(&self.programs.step)
@@ -464,69 +483,123 @@ pub fn failure_summary(status: &VSphereMigrationInfraStatus) -> Option<String> {
     Some(text)
 }
 
-/// Creates the step runner's role(s) from `deploy/rbac/step-runner.yaml`
-/// and binds the step pods' service account to them.
-async fn bind_step_runner(client: &Client, namespace: &str) -> Result<(), RigError> {
-    let account: ServiceAccount = from_json(json!({"metadata": {"name": SERVICE_ACCOUNT}}))?;
+/// Creates service account `account` in `namespace` and applies `rbac`
+/// (its roles and bindings, e.g. [`STEP_RUNNER_ROLE`]) with
+/// [`apply_rbac`].
+pub async fn bind_service_account(
+    client: &Client,
+    namespace: &str,
+    account: &str,
+    rbac: &str,
+) -> Result<(), RigError> {
+    let object: ServiceAccount = from_json(json!({"metadata": {"name": account}}))?;
     Api::<ServiceAccount>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &account)
+        .create(&PostParams::default(), &object)
         .await
-        .map_err(kube_error(format!(
-            "create ServiceAccount {SERVICE_ACCOUNT}"
-        )))?;
-    let subjects =
-        json!([{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": namespace}]);
-    let mut bound = 0;
-    for document in STEP_RUNNER_ROLE.split("\n---") {
-        let object: Value = serde_saphyr::from_str(document).map_err(|e| {
-            RigError::Invalid(format!("deploy/rbac/step-runner.yaml is not YAML: {e}"))
-        })?;
+        .map_err(kube_error(format!("create ServiceAccount {account}")))?;
+    apply_rbac(client, namespace, rbac).await
+}
+
+/// Creates every document of a role file of `deploy/base/rbac/` (ClusterRoles,
+/// Roles and their bindings, nothing else) as the overlay's namespace
+/// transformer renders it for `namespace`: an object or a ServiceAccount
+/// subject without a namespace gets `namespace`, one with a namespace keeps
+/// it. So a run uses exactly the shipped rules and bindings.
+pub async fn apply_rbac(client: &Client, namespace: &str, rbac: &str) -> Result<(), RigError> {
+    let objects = rbac_documents(rbac, namespace)?;
+    for object in objects {
+        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
         let name = object["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let role_ref = |kind: &str| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name});
-        match object["kind"].as_str() {
-            Some("ClusterRole") => {
-                let role: ClusterRole = from_json(object.clone())?;
-                Api::<ClusterRole>::all(client.clone())
-                    .create(&PostParams::default(), &role)
-                    .await
-                    .map_err(kube_error(format!("create ClusterRole {name}")))?;
-                let binding: ClusterRoleBinding = from_json(json!({
-                    "metadata": {"name": format!("{name}-{namespace}")},
-                    "roleRef": role_ref("ClusterRole"), "subjects": subjects}))?;
-                Api::<ClusterRoleBinding>::all(client.clone())
-                    .create(&PostParams::default(), &binding)
-                    .await
-                    .map_err(kube_error(format!("bind ClusterRole {name}")))?;
-                bound += 1;
-            }
-            Some("Role") => {
-                let mut role: Role = from_json(object.clone())?;
-                role.metadata.namespace = Some(namespace.to_owned());
-                Api::<Role>::namespaced(client.clone(), namespace)
-                    .create(&PostParams::default(), &role)
-                    .await
-                    .map_err(kube_error(format!("create Role {name}")))?;
-                let binding: RoleBinding = from_json(json!({
-                    "metadata": {"name": name},
-                    "roleRef": role_ref("Role"), "subjects": subjects}))?;
-                Api::<RoleBinding>::namespaced(client.clone(), namespace)
-                    .create(&PostParams::default(), &binding)
-                    .await
-                    .map_err(kube_error(format!("bind Role {name}")))?;
-                bound += 1;
-            }
-            _ => {}
-        }
-    }
-    if bound == 0 {
-        return Err(RigError::Invalid(
-            "deploy/rbac/step-runner.yaml holds no ClusterRole or Role".into(),
-        ));
+        let at = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let what = format!("create {kind} {at}/{name}");
+        let params = PostParams::default();
+        let created = match kind.as_str() {
+            "ClusterRole" => Api::<ClusterRole>::all(client.clone())
+                .create(&params, &from_json(object)?)
+                .await
+                .map(drop),
+            "ClusterRoleBinding" => Api::<ClusterRoleBinding>::all(client.clone())
+                .create(&params, &from_json(object)?)
+                .await
+                .map(drop),
+            "Role" => Api::<Role>::namespaced(client.clone(), &at)
+                .create(&params, &from_json(object)?)
+                .await
+                .map(drop),
+            _ => Api::<RoleBinding>::namespaced(client.clone(), &at)
+                .create(&params, &from_json(object)?)
+                .await
+                .map(drop),
+        };
+        created.map_err(kube_error(what))?;
     }
     Ok(())
+}
+
+/// The documents of a role file with the namespaces `namespace` fills in
+/// (see [`apply_rbac`]); refused when one is not RBAC or none is a role.
+pub fn rbac_documents(rbac: &str, namespace: &str) -> Result<Vec<Value>, RigError> {
+    const KINDS: [&str; 4] = ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
+    let mut objects = Vec::new();
+    for document in rbac.split("\n---") {
+        let mut object: Value = serde_saphyr::from_str(document)
+            .map_err(|e| RigError::Invalid(format!("a role file is not YAML: {e}")))?;
+        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+        if !KINDS.contains(&kind.as_str()) {
+            return Err(RigError::Invalid(format!(
+                "a role file holds a {kind:?}; only {KINDS:?} belong there"
+            )));
+        }
+        if kind.starts_with("Role") && object["metadata"]["namespace"].is_null() {
+            object["metadata"]["namespace"] = json!(namespace);
+        }
+        if let Some(subjects) = object["subjects"].as_array_mut() {
+            for subject in subjects {
+                if subject["kind"] == "ServiceAccount" && subject["namespace"].is_null() {
+                    subject["namespace"] = json!(namespace);
+                }
+            }
+        }
+        objects.push(object);
+    }
+    if !objects
+        .iter()
+        .any(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+    {
+        return Err(RigError::Invalid(
+            "a role file holds no ClusterRole or Role".into(),
+        ));
+    }
+    Ok(objects)
+}
+
+/// A token of service account `account` (TokenRequest), valid longer than
+/// any run.
+async fn service_account_token(
+    client: &Client,
+    namespace: &str,
+    account: &str,
+) -> Result<String, RigError> {
+    let request: TokenRequest = from_json(json!({
+        "spec": {"audiences": [], "expirationSeconds": ORCHESTRATOR_TOKEN_SECONDS}
+    }))?;
+    let answer: TokenRequest = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create_subresource("token", account, &PostParams::default(), &request)
+        .await
+        .map_err(kube_error(format!(
+            "request a token for ServiceAccount {account}"
+        )))?;
+    answer
+        .status
+        .map(|s| s.token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| RigError::Invalid(format!("no token for ServiceAccount {account}")))
 }
 
 /// A typed object from JSON, with the kind in the error.
@@ -549,12 +622,38 @@ mod tests {
     use vmi_api::migration::StepFailure;
 
     #[test]
-    fn the_shipped_role_parses() {
-        let docs: Vec<Value> = STEP_RUNNER_ROLE
-            .split("\n---")
-            .map(|d| serde_saphyr::from_str(d).unwrap())
-            .collect();
-        assert!(docs.iter().any(|d| d["kind"] == "ClusterRole"));
+    fn the_shipped_roles_parse_and_bind_to_the_namespace() {
+        for (file, account) in [
+            (STEP_RUNNER_ROLE, SERVICE_ACCOUNT),
+            (ORCHESTRATOR_ROLE, ORCHESTRATOR_ACCOUNT),
+        ] {
+            let docs = rbac_documents(file, "ns").unwrap();
+            for doc in &docs {
+                if doc["kind"] == "Role" || doc["kind"] == "RoleBinding" {
+                    assert!(doc["metadata"]["namespace"].is_string(), "{doc}");
+                }
+                for subject in doc["subjects"].as_array().into_iter().flatten() {
+                    assert_eq!(
+                        subject,
+                        &json!({"kind": "ServiceAccount", "name": account, "namespace": "ns"})
+                    );
+                }
+            }
+            let roles: Vec<&Value> = docs
+                .iter()
+                .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
+                .collect();
+            assert!(!roles.is_empty());
+            for role in roles {
+                let bound = docs.iter().any(|d| {
+                    d["roleRef"]["kind"] == role["kind"]
+                        && d["roleRef"]["name"] == role["metadata"]["name"]
+                        && d["metadata"]["namespace"] == role["metadata"]["namespace"]
+                });
+                assert!(bound, "{role} has a binding");
+            }
+        }
+        assert!(rbac_documents("kind: ConfigMap\nmetadata: {name: x}", "ns").is_err());
     }
 
     #[test]

@@ -94,6 +94,17 @@ pub fn known_secrets(rig: &MigrationRig) -> Vec<KnownSecret> {
         ));
     }
     secrets.extend(rig.sessions.secrets());
+    if let Some(token) = std::fs::read_to_string(&rig.orchestrator_kubeconfig)
+        .ok()
+        .as_deref()
+        .and_then(kubeconfig_token)
+    {
+        secrets.push(KnownSecret::new(
+            SecretKind::ServiceAccountToken,
+            "the orchestrator",
+            &token,
+        ));
+    }
     for run in rig.kubelet.runs() {
         // The kubelet stand-in writes the pod's kubeconfig next to its log.
         let kubeconfig = run.log.with_file_name("kubeconfig");
