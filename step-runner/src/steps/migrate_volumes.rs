@@ -203,7 +203,6 @@ async fn new_entry(
         let mut owner = owner.clone();
         owner.replicas = match recorded.get(&owner_key(&owner)) {
             Some(replicas) => *replicas,
-            None if owner.kind == "Pod" => 1,
             None => workloads::current_replicas(shared.context, &owner).await?,
         };
         owners.push(owner);

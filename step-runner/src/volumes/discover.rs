@@ -10,7 +10,6 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use kube::api::{Api, ListParams};
-use serde_json::Value;
 
 use super::journal::Owner;
 use crate::context::{StepContext, StepError};
@@ -163,14 +162,11 @@ async fn owner_of(context: &StepContext, pod: &Pod) -> Result<Result<Owner, Stri
         namespace: namespace.clone(),
         name: name.into(),
         replicas: 0,
-        pod: None,
     };
     let Some(reference) = controller(pod.metadata.owner_references.as_ref()) else {
-        return Ok(Ok(Owner {
-            replicas: 1,
-            pod: Some(bare_pod_manifest(pod)),
-            ..owner("Pod", &pod_name)
-        }));
+        return Ok(Err(format!(
+            "used by pod {namespace}/{pod_name}, which has no owner: vmi would have to delete it and create it again, which needs permission to create pods in every namespace, and vmi does not take that; delete the pod (create it again after step 13), or run it under a Deployment or StatefulSet"
+        )));
     };
     Ok(match reference.kind.as_str() {
         "StatefulSet" => Ok(owner("StatefulSet", &reference.name)),
@@ -224,32 +220,6 @@ async fn owner_of(context: &StepContext, pod: &Pod) -> Result<Result<Owner, Stri
             reference.name
         )),
     })
-}
-
-/// A bare pod as it can be created again: no status, no server fields, not
-/// bound to a node (the scheduler places it again).
-pub fn bare_pod_manifest(pod: &Pod) -> Value {
-    let mut value = serde_json::to_value(pod).unwrap_or(Value::Null);
-    if let Some(object) = value.as_object_mut() {
-        object.remove("status");
-    }
-    for field in [
-        "uid",
-        "resourceVersion",
-        "creationTimestamp",
-        "managedFields",
-        "generation",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-    ] {
-        if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-            metadata.remove(field);
-        }
-    }
-    if let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) {
-        spec.remove("nodeName");
-    }
-    value
 }
 
 /// Whether the pod still holds its volumes (not finished).

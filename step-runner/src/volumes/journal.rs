@@ -68,18 +68,15 @@ impl State {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Owner {
-    /// `Deployment`, `StatefulSet`, `ReplicaSet`, `Job` or `Pod` (a bare pod).
+    /// `Deployment`, `StatefulSet`, `ReplicaSet` or `Job`.
     pub kind: String,
     /// Its namespace.
     pub namespace: String,
     /// Its name.
     pub name: String,
     /// Replicas before the move (for a Job: 1 when it was running, meaning
-    /// "not suspended"; for a bare pod: 1).
+    /// "not suspended").
     pub replicas: i32,
-    /// A bare pod's manifest, to create it again after the move.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<Value>,
 }
 
 impl Owner {

@@ -2,9 +2,9 @@
 //! points at the target disk, and its claim bound to it again.
 //!
 //! The old PV is first set to `Retain`, so deleting it can never delete the
-//! source disk; its `kubernetes.io/pv-protection` finalizer is then
-//! removed (the PV is still bound, so the protection controller would hold
-//! it forever). The claim keeps its uid and `volumeName`, goes `Lost` for a
+//! source disk; its `kubernetes.io/pv-protection` finalizer (the PV is
+//! still bound, so the protection controller would hold it forever) and
+//! the CSI provisioner's deletion finalizer are then removed. The claim keeps its uid and `volumeName`, goes `Lost` for a
 //! moment, and the persistent-volume controller binds it again when the new
 //! PV appears with the claim's uid in its `claimRef`.
 
@@ -20,8 +20,14 @@ use crate::machines::Stall;
 
 /// How often the waits look again.
 const POLL: Duration = Duration::from_millis(300);
-/// The finalizer the PV protection controller keeps on a bound PV.
-const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
+/// Finalizers vmi takes off the old PV once it is `Retain` and detached:
+/// the PV protection controller's (it would hold a bound PV forever) and
+/// the CSI provisioner's (it guards the disk's deletion, which `Retain`
+/// already rules out; HonorPVReclaimPolicy puts it on dynamic PVs).
+const RELEASED_FINALIZERS: [&str; 2] = [
+    "kubernetes.io/pv-protection",
+    "external-provisioner.volume.kubernetes.io/finalizer",
+];
 /// The attribute that marks a PV as dynamically provisioned; a static PV
 /// must not carry it (OpenShift docs, vSphere CSI limitations).
 pub const PROVISIONER_IDENTITY: &str = "storage.kubernetes.io/csiProvisionerIdentity";
@@ -253,8 +259,14 @@ async fn replace(context: &StepContext, swap: &Swap<'_>, stall: Duration) -> Res
             continue;
         }
         let finalizers = pv.metadata.finalizers.clone().unwrap_or_default();
-        if finalizers.iter().any(|f| f == PV_PROTECTION) {
-            let keep: Vec<&String> = finalizers.iter().filter(|f| *f != PV_PROTECTION).collect();
+        if finalizers
+            .iter()
+            .any(|f| RELEASED_FINALIZERS.contains(&f.as_str()))
+        {
+            let keep: Vec<&String> = finalizers
+                .iter()
+                .filter(|f| !RELEASED_FINALIZERS.contains(&f.as_str()))
+                .collect();
             let patch = json!({"metadata": {"finalizers": keep, "resourceVersion": pv.metadata.resource_version}});
             match api
                 .patch(name, &PatchParams::default(), &Patch::Merge(&patch))

@@ -1,13 +1,13 @@
 //! Stopping and restarting the workloads that use a volume: owners scaled
 //! to 0 and back to the replicas the journal recorded, Jobs suspended and
-//! resumed, bare pods deleted and created again from their manifest.
+//! resumed. (Pods without an owner are not moved: see `discover`.)
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::discover::pods_by_claim;
@@ -100,17 +100,9 @@ async fn patch(context: &StepContext, owner: &Owner, body: Value) -> Result<(), 
     }
 }
 
-/// Stops `owner`: replicas 0, a Job suspended, a bare pod deleted.
+/// Stops `owner`: replicas 0, or a Job suspended.
 pub async fn stop(context: &StepContext, owner: &Owner) -> Result<(), StepError> {
     match owner.kind.as_str() {
-        "Pod" => {
-            let api = Api::<Pod>::namespaced(context.client.clone(), &owner.namespace);
-            match api.delete(&owner.name, &DeleteParams::default()).await {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-                Err(e) => Err(StepError::kube(describe_err(owner, "delete"))(e)),
-            }
-        }
         "Job" => patch(context, owner, json!({"spec": {"suspend": true}})).await,
         _ => patch(context, owner, json!({"spec": {"replicas": 0}})).await,
     }
@@ -119,32 +111,6 @@ pub async fn stop(context: &StepContext, owner: &Owner) -> Result<(), StepError>
 /// Starts `owner` again as the journal recorded it.
 pub async fn start(context: &StepContext, owner: &Owner) -> Result<(), StepError> {
     match owner.kind.as_str() {
-        "Pod" => {
-            let api = Api::<Pod>::namespaced(context.client.clone(), &owner.namespace);
-            if api
-                .get_opt(&owner.name)
-                .await
-                .map_err(StepError::kube(describe_err(owner, "read")))?
-                .is_some()
-            {
-                return Ok(());
-            }
-            let manifest: Pod = owner
-                .pod
-                .clone()
-                .and_then(|p| serde_json::from_value(p).ok())
-                .ok_or_else(|| {
-                    StepError::Refused(format!(
-                        "the journal has no manifest for bare {}; create it again by hand",
-                        owner.describe()
-                    ))
-                })?;
-            match api.create(&PostParams::default(), &manifest).await {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-                Err(e) => Err(StepError::kube(describe_err(owner, "create again"))(e)),
-            }
-        }
         "Job" => {
             patch(
                 context,
@@ -210,7 +176,7 @@ pub async fn wait_unused(
 }
 
 /// What keeps `owner` from being back: `None` once its pods are Ready at
-/// the recorded replicas (a Job: resumed; a bare pod: Running).
+/// the recorded replicas (a Job: resumed).
 pub async fn not_back(context: &StepContext, owner: &Owner) -> Result<Option<String>, StepError> {
     let client = context.client.clone();
     let ns = &owner.namespace;
@@ -240,18 +206,7 @@ pub async fn not_back(context: &StepContext, owner: &Owner) -> Result<Option<Str
             let status = d.and_then(|d| d.status).unwrap_or_default();
             (owner.replicas, status.ready_replicas.unwrap_or(0))
         }
-        "Job" => return Ok(None),
-        _ => {
-            let pod = Api::<Pod>::namespaced(client, ns)
-                .get_opt(&owner.name)
-                .await
-                .map_err(StepError::kube(action))?;
-            let running = pod
-                .and_then(|p| p.status)
-                .and_then(|s| s.phase)
-                .is_some_and(|p| p == "Running" || p == "Succeeded");
-            (1, i32::from(running))
-        }
+        _ => return Ok(None),
     };
     Ok((ready < wanted).then(|| format!("{} has {ready}/{wanted} ready", owner.describe())))
 }
