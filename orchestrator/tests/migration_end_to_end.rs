@@ -1,6 +1,8 @@
 //! The whole migration, steps 00–16, run by `vmi-orchestrator` as Jobs of
 //! `vmi-step` on the simulated cluster (the migration rig of `vmi-sim`):
-//! on the native path with a YAML cloud-provider-config, on the legacy path
+//! on the native path with a YAML cloud-provider-config and vSphere CSI
+//! volumes (a Deployment's, a StatefulSet's three, an unused one) moved in
+//! Copy mode, on the legacy path
 //! with an INI one, and on the legacy path again with the orchestrator
 //! killed (SIGKILL) at ten random moments and restarted each time.
 //!
@@ -24,6 +26,10 @@ use vmi_sim::crds::InfrastructureCrd;
 use vmi_sim::migration::vmi_manifest::TARGET_FAILURE_DOMAIN;
 use vmi_sim::migration::{self, MigrationRig, Programs, VmiOptions};
 use vmi_sim::seed::{CloudConfigFormat, SeedOptions};
+use vmi_sim::volumes::{self, VolumeWorkloads};
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use kube::api::Api;
 
 /// How long a whole migration may take on a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(20 * 60);
@@ -73,7 +79,80 @@ async fn kill_at_random(rig: &mut MigrationRig, kills: usize) -> usize {
     made
 }
 
-async fn migrate(crd: InfrastructureCrd, format: CloudConfigFormat, kills: usize) {
+/// After a migration with volumes: every PV points at a disk in the target
+/// vcsim holding the original bytes, its claim is Bound, the source disk
+/// is still there, the workloads are back at their replicas with every
+/// volume attached on the target, and the vmi counted them all.
+async fn assert_volumes_moved(rig: &MigrationRig) {
+    let seeded = rig.volumes.as_ref().unwrap();
+    let cluster = &rig.cluster;
+    let pvs = Api::<PersistentVolume>::all(rig.client.clone());
+    for volume in &seeded.volumes {
+        let pv = pvs.get(&volume.pv).await.unwrap();
+        let handle = pv.spec.unwrap().csi.unwrap().volume_handle;
+        assert_ne!(handle, volume.fcd_id, "PV {} was not moved", volume.pv);
+        let copy = volumes::fcd_data(&cluster.target, &handle).unwrap();
+        assert_eq!(copy.sha256, volume.data_sha256, "bytes of PV {}", volume.pv);
+        assert!(
+            volumes::fcd_info(&cluster.source, &volume.fcd_id)
+                .unwrap()
+                .is_some(),
+            "source disk of {}",
+            volume.pv
+        );
+        let claim = Api::<PersistentVolumeClaim>::namespaced(rig.client.clone(), &volume.namespace)
+            .get(&volume.pvc)
+            .await
+            .unwrap();
+        assert_eq!(claim.status.unwrap().phase.as_deref(), Some("Bound"));
+    }
+    seeded
+        .wait_ready(&rig.client, Duration::from_secs(60))
+        .await
+        .unwrap();
+    // Every used volume is attached, on the target, to a Node of the target.
+    let csi = rig.csi.as_ref().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let attachments = csi.attachments();
+        let on_target = attachments
+            .iter()
+            .filter(|a| {
+                a.attached
+                    && !a.deleting
+                    && a.vcenter.as_deref() == Some(cluster.target.server.as_str())
+            })
+            .count();
+        if on_target == seeded.used().len()
+            && attachments
+                .iter()
+                .all(|a| a.attach_error.is_none() || a.deleting)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "attachments after the move: {attachments:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let counter = rig
+        .status()
+        .await
+        .unwrap()
+        .progress
+        .unwrap()
+        .volumes
+        .unwrap();
+    assert_eq!(counter.done as usize, seeded.volumes.len());
+}
+
+async fn migrate(
+    crd: InfrastructureCrd,
+    format: CloudConfigFormat,
+    kills: usize,
+    with_volumes: bool,
+) {
     let _one = ONE_AT_A_TIME.lock().await;
     let seed = SeedOptions {
         infrastructure_crd: crd,
@@ -81,7 +160,18 @@ async fn migrate(crd: InfrastructureCrd, format: CloudConfigFormat, kills: usize
         ..SeedOptions::default()
     };
     let mut rig = MigrationRig::start(seed, programs()).await.unwrap();
-    rig.create_vmi(&VmiOptions::default()).await.unwrap();
+    let mut options = VmiOptions::default();
+    if with_volumes {
+        rig.seed_volumes(&VolumeWorkloads {
+            bare_pod: None,
+            ..VolumeWorkloads::default()
+        })
+        .await
+        .unwrap();
+        options.volumes =
+            Some(serde_json::json!({"migrate": true, "mode": "Copy", "concurrency": 2}));
+    }
+    rig.create_vmi(&options).await.unwrap();
     rig.start_orchestrator().unwrap();
     let killed = kill_at_random(&mut rig, kills).await;
 
@@ -122,6 +212,9 @@ async fn migrate(crd: InfrastructureCrd, format: CloudConfigFormat, kills: usize
         "control plane replacements; refused: {:?}",
         rig.control_plane_problems()
     );
+    if with_volumes {
+        assert_volumes_moved(&rig).await;
+    }
     let scan = rig.scan_secrets().await.unwrap();
     assert!(scan.is_clean(), "{scan}");
     assert_eq!(
@@ -143,6 +236,7 @@ async fn native_path_with_yaml_migrates_everything() {
         InfrastructureCrd::MultiVCenterDay2,
         CloudConfigFormat::Yaml,
         0,
+        true,
     )
     .await;
 }
@@ -153,6 +247,7 @@ async fn legacy_path_with_ini_migrates_everything() {
         InfrastructureCrd::Release422Default,
         CloudConfigFormat::Ini,
         0,
+        false,
     )
     .await;
 }
@@ -163,6 +258,7 @@ async fn killing_the_orchestrator_ten_times_ends_in_the_same_state() {
         InfrastructureCrd::Release422Default,
         CloudConfigFormat::Ini,
         10,
+        true,
     )
     .await;
 }

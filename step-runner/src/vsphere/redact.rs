@@ -34,7 +34,7 @@ impl Redactor {
 
     /// `text` with secrets replaced.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
+        let mut out = session_refs(text);
         for element in SECRET_ELEMENTS {
             out = redact_element(&out, element);
         }
@@ -47,6 +47,26 @@ impl Redactor {
         }
         out
     }
+}
+
+/// `text` with the session key inside every session-scoped managed object
+/// id replaced: vCenter names views and other per-session objects
+/// `session[<session key>]<id>`, and that key identifies the login.
+pub fn session_refs(text: &str) -> String {
+    const OPEN: &str = "session[";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(OPEN) {
+        let key = start + OPEN.len();
+        let Some(end) = rest[key..].find(']').map(|i| key + i) else {
+            break;
+        };
+        out.push_str(&rest[..key]);
+        out.push_str(REDACTED);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Replaces the text of every `<name …>text</name>` (any prefix).
@@ -94,6 +114,17 @@ fn find_open_tag(text: &str, name: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_scoped_object_ids_lose_their_session_key() {
+        let text = r#"<_this type="ContainerView">session[52b5a7c4-1]52e0</_this> and session[x]y"#;
+        let out = session_refs(text);
+        assert_eq!(
+            out,
+            r#"<_this type="ContainerView">session[[redacted]]52e0</_this> and session[[redacted]]y"#
+        );
+        assert!(!Redactor::default().redact(text).contains("52b5a7c4-1"));
+    }
 
     #[test]
     fn passwords_in_any_prefix_are_redacted() {

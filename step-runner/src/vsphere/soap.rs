@@ -48,8 +48,9 @@ impl Service {
     }
 }
 
-/// A managed object reference, e.g. `Folder:group-d1`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A managed object reference, e.g. `Folder:group-d1`. Printed (Display,
+/// Debug) without the session key of session-scoped ids such as views.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct MoRef {
     /// The managed object type, e.g. `Folder`.
     pub kind: String,
@@ -83,7 +84,18 @@ impl MoRef {
 
 impl fmt::Display for MoRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.kind, self.value)
+        write!(
+            f,
+            "{}:{}",
+            self.kind,
+            super::redact::session_refs(&self.value)
+        )
+    }
+}
+
+impl fmt::Debug for MoRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MoRef({self})")
     }
 }
 

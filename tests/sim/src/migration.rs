@@ -38,11 +38,13 @@ use vmi_api::{Phase, Step, VSphereMigrationInfra, VSphereMigrationInfraStatus};
 use crate::children::{self, Process};
 use crate::cpms_operator::CpmsOperator;
 use crate::credential_operator::CredentialOperator;
+use crate::csi_driver::{CsiDriverOptions, CsiDriverStandIn};
 use crate::disruption::{CloudConfigRollouts, CvoDowntime};
 use crate::machine_api::MachineApi;
 use crate::secrets_scan::sessions::SessionCollector;
 use crate::secrets_scan::{self, ScanReport};
 use crate::seed::{SeedOptions, SimCluster};
+use crate::volumes::{SeededVolumes, VolumeWorkloads};
 use crate::{Kubelet, SimError};
 
 pub use end_state::EndState;
@@ -138,6 +140,8 @@ pub struct VmiOptions {
     /// Worker replicas in the target failure domain; as many as the source
     /// has when `None`.
     pub workers: Option<u32>,
+    /// `spec.volumes`; the sample's when `None`.
+    pub volumes: Option<Value>,
 }
 
 impl Default for VmiOptions {
@@ -149,6 +153,7 @@ impl Default for VmiOptions {
             pause_before: Vec::new(),
             monitor_window_seconds: Some(2),
             workers: None,
+            volumes: None,
         }
     }
 }
@@ -176,6 +181,11 @@ pub struct MigrationRig {
     cpms: CpmsOperator,
     machine_api: MachineApi,
     _credentials: CredentialOperator,
+    /// The volumes [`MigrationRig::seed_volumes`] made, with their
+    /// workloads' pods.
+    pub volumes: Option<SeededVolumes>,
+    /// The CSI driver stand-in, once volumes are seeded.
+    pub csi: Option<CsiDriverStandIn>,
     /// The simulated cluster (dropped last: the stand-ins above use it).
     pub cluster: SimCluster,
 }
@@ -241,8 +251,26 @@ impl MigrationRig {
             cpms,
             machine_api,
             _credentials: credentials,
+            volumes: None,
+            csi: None,
             cluster,
         })
+    }
+
+    /// Seeds vSphere CSI volumes and the workloads using them on the
+    /// source, and starts the CSI driver stand-in, which logs in with the
+    /// driver's own credentials Secret as the real driver does.
+    pub async fn seed_volumes(&mut self, workloads: &VolumeWorkloads) -> Result<(), RigError> {
+        self.csi = Some(
+            CsiDriverStandIn::start(
+                &self.cluster.plane,
+                &[&self.cluster.source, &self.cluster.target],
+                CsiDriverOptions::default(),
+            )
+            .await?,
+        );
+        self.volumes = Some(crate::volumes::seed_volumes(&self.cluster, workloads).await?);
+        Ok(())
     }
 
     /// The vmi manifest [`MigrationRig::create_vmi`] applies.

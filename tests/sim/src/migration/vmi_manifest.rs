@@ -68,5 +68,8 @@ pub fn build(
         json!([{"name": TARGET_FAILURE_DOMAIN, "replicas": workers}]);
     spec["controlPlane"]["failureDomains"] = json!([TARGET_FAILURE_DOMAIN]);
     spec["credentialsSecret"] = json!({"name": crate::migration::CREDENTIALS_SECRET});
+    if let Some(volumes) = &options.volumes {
+        spec["volumes"] = volumes.clone();
+    }
     Ok(vmi)
 }
