@@ -239,6 +239,13 @@ pub async fn make(context: &StepContext) -> Result<Plan, StepError> {
             format!("{volumes} vSphere CSI volume(s) moved to the target")
         },
     );
+    // Each volume with what happens to it, as preflight found it.
+    for line in findings.lines.iter().filter_map(|l| {
+        l.strip_prefix("volume: ")
+            .or_else(|| l.strip_prefix("volume-left: "))
+    }) {
+        add(Step::MigrateVolumes, line.to_owned());
+    }
     add(
         Step::ScaleDownSource,
         "source MachineSets scaled to 0, their Machines and Nodes gone, then deleted".into(),

@@ -221,6 +221,26 @@ async fn copy_mode_moves_every_volume_with_its_bytes_and_brings_the_workloads_ba
         json!({"migrate": true, "mode": "Copy", "concurrency": 2}),
     )
     .await;
+    // The plan lists every volume with what will happen to it.
+    let plan = std::process::Command::new(env!("CARGO_BIN_EXE_vmi-step"))
+        .args([
+            "plan",
+            "--vmi",
+            &format!("{}/{}", vmi.namespace, vmi.name),
+            "--kubeconfig",
+        ])
+        .arg(rig.cluster.plane.kubeconfig())
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    for volume in rig.volumes() {
+        assert!(
+            plan.lines().any(|l| l.contains(&volume.pv)
+                && l.contains("will be moved to the target in step 13 (Copy mode)")),
+            "the plan does not list {}:\n{plan}",
+            volume.pv
+        );
+    }
     let started = Instant::now();
     run_step(&rig.cluster, &vmi, Action::Step(Step::MigrateVolumes))
         .await
