@@ -424,12 +424,41 @@ async fn an_unverifiable_relocate_detaches_and_deletes_nothing_and_the_undo_rest
     .await;
     let volume = rig.seeded.volumes[0].clone();
     let vmi = vmi(&rig, json!({"migrate": true, "mode": "Relocate"})).await;
+    let logs = support::Captured::default();
+    let guard = logs.install();
     let error = run_step(&rig.cluster, &vmi, Action::Step(Step::MigrateVolumes))
         .await
         .unwrap_err()
         .to_string();
+    drop(guard);
     assert!(error.contains("nothing was detached or deleted"), "{error}");
     assert!(error.contains(&volume.pv), "{error}");
+    // The request the source vCenter got: a relocate to the target vCenter,
+    // named by its instance UUID, URL and the thumbprint vmi verified, with
+    // the password never logged.
+    let target = support::connect_trusted(&rig.cluster.target).await;
+    let target_uuid = target.about().instance_uuid.clone();
+    let logs = logs.text();
+    let relocate = logs
+        .lines()
+        .find(|l| l.contains("vCenter call bodies") && l.contains("RelocateVM_Task xmlns"))
+        .unwrap_or_else(|| panic!("no RelocateVM_Task request logged:\n{logs}"));
+    assert!(
+        relocate.contains(&format!(
+            "<service><instanceUuid>{target_uuid}</instanceUuid><url>https://{}",
+            rig.cluster.target.server
+        )),
+        "{relocate}"
+    );
+    assert!(relocate.contains("<sslThumbprint>"), "{relocate}");
+    assert!(
+        relocate.contains("<password>[redacted]</password>"),
+        "{relocate}"
+    );
+    assert!(
+        !logs.contains(&rig.cluster.target.password),
+        "the target password was logged"
+    );
     // The journal says where things are; the PV and the source disk are untouched.
     let entry = journal(&rig.client, &vmi).await.remove(&volume.pv).unwrap();
     assert_eq!(entry.state, State::Detached);
