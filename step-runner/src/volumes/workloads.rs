@@ -1,13 +1,16 @@
 //! Stopping and restarting the workloads that use a volume: owners scaled
 //! to 0 and back to the replicas the journal recorded, Jobs suspended and
 //! resumed. (Pods without an owner are not moved: see `discover`.)
+//!
+//! The four kinds are read and patched through one dynamic client: they
+//! differ only in their group and in what "replicas" means for a Job.
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
 use serde_json::{Value, json};
 
 use super::discover::pods_by_claim;
@@ -18,116 +21,88 @@ use crate::machines::Stall;
 /// How often waits look again.
 const POLL: Duration = Duration::from_millis(500);
 
-fn describe_err(owner: &Owner, what: &str) -> String {
-    format!("{what} {}", owner.describe())
+/// The API of `owner`'s kind in its namespace.
+fn api(context: &StepContext, owner: &Owner) -> Result<Api<DynamicObject>, StepError> {
+    let (group, version) = match owner.kind.as_str() {
+        "Deployment" | "StatefulSet" | "ReplicaSet" => ("apps", "v1"),
+        "Job" => ("batch", "v1"),
+        kind => {
+            return Err(StepError::Refused(format!(
+                "internal: vmi does not stop a {kind} ({})",
+                owner.describe()
+            )));
+        }
+    };
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &owner.kind));
+    Ok(Api::namespaced_with(
+        context.client.clone(),
+        &owner.namespace,
+        &resource,
+    ))
+}
+
+/// `owner` as stored now, or `None` when it is gone.
+async fn read(context: &StepContext, owner: &Owner) -> Result<Option<DynamicObject>, StepError> {
+    api(context, owner)?
+        .get_opt(&owner.name)
+        .await
+        .map_err(StepError::kube(format!("read {}", owner.describe())))
+}
+
+/// The replicas `object` asks for; for a Job, 1 unless suspended.
+fn replicas(kind: &str, object: &DynamicObject) -> i32 {
+    let spec = &object.data["spec"];
+    if kind == "Job" {
+        i32::from(spec["suspend"] != Value::Bool(true))
+    } else {
+        spec["replicas"]
+            .as_i64()
+            .and_then(|r| i32::try_from(r).ok())
+            .unwrap_or(1)
+    }
 }
 
 /// The owner's replicas now (for a Job: 1 unless suspended), to record
 /// before it is scaled down. A workload already gone counts as 0.
 pub async fn current_replicas(context: &StepContext, owner: &Owner) -> Result<i32, StepError> {
-    let client = context.client.clone();
-    let ns = &owner.namespace;
-    let action = describe_err(owner, "read");
-    Ok(match owner.kind.as_str() {
-        "Deployment" => Api::<Deployment>::namespaced(client, ns)
-            .get_opt(&owner.name)
-            .await
-            .map_err(StepError::kube(action))?
-            .and_then(|d| d.spec)
-            .and_then(|s| s.replicas)
-            .unwrap_or(0),
-        "StatefulSet" => Api::<StatefulSet>::namespaced(client, ns)
-            .get_opt(&owner.name)
-            .await
-            .map_err(StepError::kube(action))?
-            .and_then(|d| d.spec)
-            .and_then(|s| s.replicas)
-            .unwrap_or(0),
-        "ReplicaSet" => Api::<ReplicaSet>::namespaced(client, ns)
-            .get_opt(&owner.name)
-            .await
-            .map_err(StepError::kube(action))?
-            .and_then(|d| d.spec)
-            .and_then(|s| s.replicas)
-            .unwrap_or(0),
-        "Job" => Api::<Job>::namespaced(client, ns)
-            .get_opt(&owner.name)
-            .await
-            .map_err(StepError::kube(action))?
-            .and_then(|j| j.spec)
-            .map(|s| i32::from(s.suspend != Some(true)))
-            .unwrap_or(0),
-        _ => 1,
-    })
+    Ok(read(context, owner)
+        .await?
+        .map_or(0, |object| replicas(&owner.kind, &object)))
 }
 
 async fn patch(context: &StepContext, owner: &Owner, body: Value) -> Result<(), StepError> {
-    let client = context.client.clone();
-    let ns = &owner.namespace;
-    let params = PatchParams::default();
-    let patch = Patch::Merge(&body);
-    let result = match owner.kind.as_str() {
-        "Deployment" => Api::<Deployment>::namespaced(client, ns)
-            .patch(&owner.name, &params, &patch)
-            .await
-            .map(|_| ()),
-        "StatefulSet" => Api::<StatefulSet>::namespaced(client, ns)
-            .patch(&owner.name, &params, &patch)
-            .await
-            .map(|_| ()),
-        "ReplicaSet" => Api::<ReplicaSet>::namespaced(client, ns)
-            .patch(&owner.name, &params, &patch)
-            .await
-            .map(|_| ()),
-        "Job" => Api::<Job>::namespaced(client, ns)
-            .patch(&owner.name, &params, &patch)
-            .await
-            .map(|_| ()),
-        kind => {
-            return Err(StepError::Refused(format!(
-                "internal: cannot scale a {kind}"
-            )));
-        }
-    };
-    match result {
-        Ok(()) => Ok(()),
+    match api(context, owner)?
+        .patch(&owner.name, &PatchParams::default(), &Patch::Merge(&body))
+        .await
+    {
+        Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Err(StepError::Refused(format!(
             "{} is gone; the journal records it with {} replica(s); recreate it or remove it from the journal entries that name it (docs/volumes.md), then delete this step's Job to retry",
             owner.describe(),
             owner.replicas
         ))),
-        Err(e) => Err(StepError::kube(describe_err(owner, "scale"))(e)),
+        Err(e) => Err(StepError::kube(format!("scale {}", owner.describe()))(e)),
     }
 }
 
 /// Stops `owner`: replicas 0, or a Job suspended.
 pub async fn stop(context: &StepContext, owner: &Owner) -> Result<(), StepError> {
-    match owner.kind.as_str() {
-        "Job" => patch(context, owner, json!({"spec": {"suspend": true}})).await,
-        _ => patch(context, owner, json!({"spec": {"replicas": 0}})).await,
-    }
+    let body = if owner.kind == "Job" {
+        json!({"spec": {"suspend": true}})
+    } else {
+        json!({"spec": {"replicas": 0}})
+    };
+    patch(context, owner, body).await
 }
 
 /// Starts `owner` again as the journal recorded it.
 pub async fn start(context: &StepContext, owner: &Owner) -> Result<(), StepError> {
-    match owner.kind.as_str() {
-        "Job" => {
-            patch(
-                context,
-                owner,
-                json!({"spec": {"suspend": owner.replicas == 0}}),
-            )
-            .await
-        }
-        _ => {
-            patch(
-                context,
-                owner,
-                json!({"spec": {"replicas": owner.replicas}}),
-            )
-            .await
-        }
-    }
+    let body = if owner.kind == "Job" {
+        json!({"spec": {"suspend": owner.replicas == 0}})
+    } else {
+        json!({"spec": {"replicas": owner.replicas}})
+    };
+    patch(context, owner, body).await
 }
 
 /// Waits until no running pod uses any of `claims` (`namespace/name`).
@@ -178,35 +153,13 @@ pub async fn wait_unused(
 /// What keeps `owner` from being back: `None` once its pods are Ready at
 /// the recorded replicas (a Job: resumed).
 pub async fn not_back(context: &StepContext, owner: &Owner) -> Result<Option<String>, StepError> {
-    let client = context.client.clone();
-    let ns = &owner.namespace;
-    let action = describe_err(owner, "read");
-    let (wanted, ready) = match owner.kind.as_str() {
-        "Deployment" => {
-            let d = Api::<Deployment>::namespaced(client, ns)
-                .get_opt(&owner.name)
-                .await
-                .map_err(StepError::kube(action))?;
-            let status = d.and_then(|d| d.status).unwrap_or_default();
-            (owner.replicas, status.ready_replicas.unwrap_or(0))
-        }
-        "StatefulSet" => {
-            let d = Api::<StatefulSet>::namespaced(client, ns)
-                .get_opt(&owner.name)
-                .await
-                .map_err(StepError::kube(action))?;
-            let status = d.and_then(|d| d.status).unwrap_or_default();
-            (owner.replicas, status.ready_replicas.unwrap_or(0))
-        }
-        "ReplicaSet" => {
-            let d = Api::<ReplicaSet>::namespaced(client, ns)
-                .get_opt(&owner.name)
-                .await
-                .map_err(StepError::kube(action))?;
-            let status = d.and_then(|d| d.status).unwrap_or_default();
-            (owner.replicas, status.ready_replicas.unwrap_or(0))
-        }
-        _ => return Ok(None),
-    };
-    Ok((ready < wanted).then(|| format!("{} has {ready}/{wanted} ready", owner.describe())))
+    if owner.kind == "Job" {
+        return Ok(None);
+    }
+    let ready = read(context, owner)
+        .await?
+        .and_then(|object| object.data["status"]["readyReplicas"].as_i64())
+        .unwrap_or(0);
+    Ok((ready < i64::from(owner.replicas))
+        .then(|| format!("{} has {ready}/{} ready", owner.describe(), owner.replicas)))
 }
