@@ -19,19 +19,25 @@ pub struct Args {
     pub timeout: Duration,
     /// Worker machines of the source cluster.
     pub workers: u32,
+    /// Seed vSphere CSI volumes and have step 13 move them (`--no-volumes`
+    /// turns it off).
+    pub volumes: bool,
 }
 
 /// The `--help` text.
 pub const USAGE: &str = "\
-Usage: vmi-demo [--legacy] [--bin-dir DIR] [--artifacts DIR] [--timeout-minutes N] [--workers N]
+Usage: vmi-demo [--legacy] [--no-volumes] [--bin-dir DIR] [--artifacts DIR] [--timeout-minutes N] [--workers N]
 
 Runs a whole vCenter migration on the simulated cluster (real kube-apiserver,
 etcd and kube-controller-manager, two vcsim vCenters) with live progress, then
-prints a summary and keeps every log under the artifacts directory.
+prints a summary and keeps every log under the artifacts directory. By default
+it also seeds vSphere CSI volumes (Deployment web, StatefulSet db of 3, one
+unused claim) that step 13 moves to the target vCenter in Copy mode.
 
   --legacy             the legacy path: release-4.22 Infrastructure CRD, INI
                        cloud-provider-config (default: the native path with the
                        multi-vCenter day-2 CRD and a YAML cloud-provider-config)
+  --no-volumes         seed no volumes: step 13 has nothing to move
   --bin-dir DIR        where vmi-orchestrator and vmi-step are (default: the
                        directory of this program)
   --artifacts DIR      where to keep logs, events and the final vmi (default:
@@ -39,8 +45,9 @@ prints a summary and keeps every log under the artifacts directory.
   --timeout-minutes N  give up after N minutes (default 30)
   --workers N          worker machines of the source cluster (default 2)
 
-Exit status: 0 when the migration succeeded and the secrets scan is clean,
-1 otherwise, 2 for a bad command line.";
+Exit status: 0 when the migration succeeded, every volume is on the target with
+its original bytes and the secrets scan is clean; 1 otherwise; 2 for a bad
+command line.";
 
 /// Parses the arguments (without the program name). `Ok(None)` is `--help`.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String> {
@@ -50,6 +57,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, Str
         artifacts: None,
         timeout: Duration::from_secs(30 * 60),
         workers: 2,
+        volumes: true,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -68,6 +76,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, Str
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
             "--legacy" => parsed.legacy = true,
+            "--no-volumes" => parsed.volumes = false,
             "--bin-dir" => parsed.bin_dir = Some(PathBuf::from(value("--bin-dir")?)),
             "--artifacts" => parsed.artifacts = Some(PathBuf::from(value("--artifacts")?)),
             "--timeout-minutes" => {
@@ -101,10 +110,14 @@ mod tests {
         assert!(!defaults.legacy);
         assert_eq!(defaults.timeout, Duration::from_secs(1800));
         assert_eq!(defaults.workers, 2);
-        let all = args("--legacy --bin-dir /b --artifacts=/a --timeout-minutes 5 --workers=3")
-            .unwrap()
-            .unwrap();
+        assert!(defaults.volumes);
+        let all = args(
+            "--legacy --no-volumes --bin-dir /b --artifacts=/a --timeout-minutes 5 --workers=3",
+        )
+        .unwrap()
+        .unwrap();
         assert!(all.legacy);
+        assert!(!all.volumes);
         assert_eq!(all.bin_dir, Some(PathBuf::from("/b")));
         assert_eq!(all.artifacts, Some(PathBuf::from("/a")));
         assert_eq!(all.timeout, Duration::from_secs(300));

@@ -1,7 +1,8 @@
 //! The demo (`tests/demo`): a whole vCenter migration on the simulated
 //! cluster with live progress, a summary (per-step durations and vCenter
 //! round trips, node rollouts, control-plane replacements, CVO downtime,
-//! the secrets scan) and every log kept in an artifacts directory.
+//! the vSphere CSI volumes step 13 moved and their checks, the secrets
+//! scan) and every log kept in an artifacts directory.
 //! `vmi-demo --help` lists the options; `docs/demo.md` explains the output.
 
 mod args;
@@ -9,6 +10,7 @@ mod artifacts;
 mod progress;
 mod round_trips;
 mod summary;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,7 +74,8 @@ fn say(lines: &mut Vec<String>, line: String) {
     lines.push(line);
 }
 
-/// Runs the demo; `Ok(true)` when the migration succeeded and the scan is clean.
+/// Runs the demo; `Ok(true)` when the migration succeeded, every volume
+/// check passed and the scan is clean.
 #[allow(clippy::print_stdout)]
 async fn demo(args: &Args) -> Result<bool, String> {
     let bin_dir = match &args.bin_dir {
@@ -144,16 +147,44 @@ async fn demo(args: &Args) -> Result<bool, String> {
         &mut shown,
         format!("vmi-demo: artifacts go to {}", artifacts.dir().display()),
     );
-    let options = VmiOptions::default();
+    let mut options = VmiOptions::default();
+    if args.volumes {
+        let seeding = Instant::now();
+        rig.seed_volumes(&volumes::workloads())
+            .await
+            .map_err(|e| format!("cannot seed the volumes: {e}"))?;
+        if let Some(seeded) = &rig.volumes {
+            say(
+                &mut shown,
+                format!(
+                    "vmi-demo: seeded on the source in {}: {}; a CSI driver stand-in attaches them to the nodes",
+                    clock(seeding.elapsed()),
+                    volumes::seeded_text(seeded)
+                ),
+            );
+        }
+        options.volumes = Some(volumes::spec());
+    }
     rig.create_vmi(&options)
         .await
         .map_err(|e| format!("cannot create the vmi: {e}"))?;
     rig.start_orchestrator()
         .map_err(|e| format!("cannot start the orchestrator: {e}"))?;
+    let volume_spec = options
+        .volumes
+        .as_ref()
+        .map(|v| {
+            format!(
+                ", volumes moved in {} mode, {} at a time",
+                v["mode"].as_str().unwrap_or("Copy"),
+                v["concurrency"].as_i64().unwrap_or(4)
+            )
+        })
+        .unwrap_or_default();
     say(
         &mut shown,
         format!(
-            "vmi-demo: vmi {}/{} applied with state Running (monitor window {} s); vmi-orchestrator runs one Job per step:",
+            "vmi-demo: vmi {}/{} applied with state Running (monitor window {} s{volume_spec}); vmi-orchestrator runs one Job per step:",
             rig.namespace,
             options.name,
             options.monitor_window_seconds.unwrap_or(120)
@@ -196,15 +227,26 @@ async fn demo(args: &Args) -> Result<bool, String> {
             artifacts.write("events.txt", &format!("could not list the Events: {err}\n"))?;
         }
     }
-    match rig.vmi().await {
+    let vmi = rig.vmi().await;
+    match &vmi {
         Ok(vmi) => {
-            let json = serde_json::to_string_pretty(&vmi).map_err(|e| e.to_string())?;
+            let json = serde_json::to_string_pretty(vmi).map_err(|e| e.to_string())?;
             artifacts.write("vmi.json", &format!("{json}\n"))?;
         }
         Err(err) => {
             artifacts.write("vmi.json", &format!("could not read the vmi: {err}\n"))?;
         }
     }
+    match volumes::journal(&rig).await {
+        Ok(json) => artifacts.write("volume-journal.json", &json)?,
+        Err(err) => artifacts.write("volume-journal.json", &format!("{err}\n"))?,
+    };
+    let succeeded = status.phase == Some(Phase::Succeeded);
+    let volume_report = volumes::check(&rig, &status, vmi.as_ref().ok(), succeeded).await;
+    let volume_problems = volume_report
+        .as_ref()
+        .map(volumes::VolumesReport::problems)
+        .unwrap_or_default();
     let scan: Result<ScanReport, String> = rig.scan_secrets().await.map_err(|e| e.to_string());
     if let Ok(report) = &scan {
         artifacts.write("secrets-scan.txt", &report.to_string())?;
@@ -222,6 +264,7 @@ async fn demo(args: &Args) -> Result<bool, String> {
         vms: rig.machine_vms(),
         cvo_down: (rig.cvo_downtime.total(), rig.cvo_downtime.periods()),
         machines,
+        volumes: volume_report.as_ref(),
         scan: &scan,
         artifacts: artifacts.dir(),
     }
@@ -231,19 +274,19 @@ async fn demo(args: &Args) -> Result<bool, String> {
     artifacts.write("summary.txt", &summary)?;
     artifacts.write("progress.txt", &(shown.join("\n") + "\n"))?;
 
-    let succeeded = status.phase == Some(Phase::Succeeded);
     let clean = scan.as_ref().is_ok_and(ScanReport::is_clean);
     let verdict = verdict(
         &status,
         timed_out,
         args.timeout,
         &step_logs,
+        &volume_problems,
         &scan,
         artifacts.dir(),
     );
     println!();
     println!("{verdict}");
-    Ok(succeeded && clean)
+    Ok(succeeded && volume_problems.is_empty() && clean)
 }
 
 /// Follows the vmi until it succeeds or fails (or `timeout` passes),
@@ -280,12 +323,14 @@ fn step_index(job: &str) -> Option<i32> {
     job.strip_prefix("vmi-step-")?.get(..2)?.parse().ok()
 }
 
-/// The last words: success, or what failed, its Job and where its log is.
+/// The last words: success, or what failed, its Job and where its log is;
+/// then each failed volume check, naming its volume.
 fn verdict(
     status: &VSphereMigrationInfraStatus,
     timed_out: bool,
     timeout: Duration,
     step_logs: &BTreeMap<String, PathBuf>,
+    volume_problems: &[String],
     scan: &Result<ScanReport, String>,
     artifacts: &Path,
 ) -> String {
@@ -335,6 +380,15 @@ fn verdict(
             ));
         }
     }
+    if !volume_problems.is_empty() {
+        out.push(format!(
+            "vmi-demo: {} volume check(s) FAILED:",
+            volume_problems.len()
+        ));
+        for problem in volume_problems {
+            out.push(format!("  {problem}"));
+        }
+    }
     match scan {
         Ok(report) if !report.is_clean() => out.push(format!(
             "vmi-demo: the secrets scan found {} secret(s); see {}",
@@ -345,7 +399,7 @@ fn verdict(
         Ok(_) => {}
     }
     out.push(format!(
-        "vmi-demo: every step log, the Events, the orchestrator logs and the final vmi are in {}",
+        "vmi-demo: every step log, the Events, the orchestrator logs, the volume journal and the final vmi are in {}",
         artifacts.display()
     ));
     out.join("\n")
@@ -393,6 +447,7 @@ mod tests {
             false,
             Duration::from_secs(60),
             &logs,
+            &[],
             &Ok(ScanReport::default()),
             Path::new("/a"),
         );
@@ -403,7 +458,32 @@ mod tests {
              whole log: oc logs -n vmi-1 job/vmi-step-11-create-machinesets\n  \
              its log, kept: /a/steps/vmi-step-11-create-machinesets-x.log\n  \
              (this step is not implemented yet: the demo stops here until it is)\n\
-             vmi-demo: every step log, the Events, the orchestrator logs and the final vmi are in /a"
+             vmi-demo: every step log, the Events, the orchestrator logs, the volume journal and the final vmi are in /a"
+        );
+    }
+
+    #[test]
+    fn a_failed_volume_check_is_named_after_the_success() {
+        let status = VSphereMigrationInfraStatus {
+            phase: Some(Phase::Succeeded),
+            ..Default::default()
+        };
+        let text = verdict(
+            &status,
+            false,
+            Duration::from_secs(60),
+            &BTreeMap::new(),
+            &["volume apps/web-data (PV pvc-1): the source disk s1 is gone from the source vCenter"
+                .to_owned()],
+            &Ok(ScanReport::default()),
+            Path::new("/a"),
+        );
+        assert_eq!(
+            text,
+            "vmi-demo: the migration SUCCEEDED.\n\
+             vmi-demo: 1 volume check(s) FAILED:\n  \
+             volume apps/web-data (PV pvc-1): the source disk s1 is gone from the source vCenter\n\
+             vmi-demo: every step log, the Events, the orchestrator logs, the volume journal and the final vmi are in /a"
         );
     }
 
@@ -421,6 +501,7 @@ mod tests {
             true,
             Duration::from_secs(600),
             &BTreeMap::new(),
+            &[],
             &Err("no cluster".into()),
             Path::new("/a"),
         );

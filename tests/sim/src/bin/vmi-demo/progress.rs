@@ -1,11 +1,13 @@
 //! The live progress: one plain line per change of the phase, of a step's
-//! state or attempt, or of the machines and nodes on the target.
+//! state or attempt, of the machines and nodes on the target, or of the
+//! volumes step 13 has moved.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use vmi_api::{Phase, StepState, StepStatus, VSphereMigrationInfraStatus};
+use vmi_api::migration::Count;
+use vmi_api::{Phase, Step, StepState, StepStatus, VSphereMigrationInfraStatus};
 use vmi_sim::migration::MachineProgress;
 
 /// What has been shown so far.
@@ -14,6 +16,7 @@ pub struct Tracker {
     phase: Option<Phase>,
     steps: BTreeMap<i32, (StepState, i32)>,
     machines: Option<MachineProgress>,
+    volumes: Option<Count>,
 }
 
 impl Tracker {
@@ -28,47 +31,75 @@ impl Tracker {
     ) -> Vec<String> {
         let at = format!("[{:>6}]", clock(elapsed));
         let moved = machines.or(self.machines);
+        let volumes = volume_count(status);
         let mut lines = Vec::new();
         if status.phase.is_some() && status.phase != self.phase {
             self.phase = status.phase;
             lines.push(format!("{at} phase {}", name(status.phase)));
         }
+        let mut stepped = false;
         for step in &status.steps {
             let now_seen = (step.state, step.attempt);
             if self.steps.get(&step.index) != Some(&now_seen) {
                 self.steps.insert(step.index, now_seen);
-                lines.push(format!("{at} {}", step_line(step, moved, now)));
+                lines.push(format!("{at} {}", step_line(step, moved, volumes, now)));
+                stepped = true;
             }
         }
+        let mut changed = false;
         if machines.is_some() && machines != self.machines {
-            let first = self.machines.is_none();
+            // The first reading comes with the first step line.
+            changed |= self.machines.is_some();
             self.machines = machines;
-            let shown = lines.iter().any(|l| l.contains(" on target"));
-            if !first && !shown {
-                match status.steps.last() {
-                    Some(step) => lines.push(format!("{at} {}", step_line(step, machines, now))),
-                    None => lines.push(format!("{at} {}", moved_text(machines))),
-                }
+        }
+        if volumes.is_some() && volumes != self.volumes {
+            changed = true;
+            self.volumes = volumes;
+        }
+        if changed && !stepped {
+            match status.steps.last() {
+                Some(step) => lines.push(format!("{at} {}", step_line(step, moved, volumes, now))),
+                None => lines.push(format!("{at} {}", moved_text(moved))),
             }
         }
         lines
     }
 }
 
-/// `07 update-infra          Succeeded  took 1s     machines 0/5, nodes 0/5 on target`.
-pub fn step_line(step: &StepStatus, machines: Option<MachineProgress>, now: Timestamp) -> String {
+/// `status.progress.volumes`: the volumes step 13 completed out of those
+/// it moves.
+pub fn volume_count(status: &VSphereMigrationInfraStatus) -> Option<Count> {
+    status.progress.as_ref().and_then(|p| p.volumes)
+}
+
+/// `07 update-infra          Succeeded  took 1s     machines 0/5, nodes 0/5 on target`;
+/// step 13's line ends with `; volumes 2/5 moved` once the step counts them.
+pub fn step_line(
+    step: &StepStatus,
+    machines: Option<MachineProgress>,
+    volumes: Option<Count>,
+    now: Timestamp,
+) -> String {
     let time = match (&step.started_at, &step.finished_at) {
         (Some(start), Some(end)) => format!("took {}", seconds(between(&start.0, &end.0))),
         (Some(start), None) => format!("for {}", seconds(between(&start.0, &now))),
         _ => String::new(),
     };
+    let mut moved = moved_text(machines);
+    if step.name == Step::MigrateVolumes.name()
+        && let Some(count) = volumes
+    {
+        if !moved.is_empty() {
+            moved.push_str("; ");
+        }
+        moved.push_str(&format!("volumes {}/{} moved", count.done, count.total));
+    }
     let mut line = format!(
-        "{:02} {:<22} {:<10} {:<11} {}",
+        "{:02} {:<22} {:<10} {:<11} {moved}",
         step.index,
         step.name,
         format!("{:?}", step.state),
         time,
-        moved_text(machines)
     )
     .trim_end()
     .to_owned();
@@ -115,6 +146,7 @@ pub fn name(phase: Option<Phase>) -> String {
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use vmi_api::migration::Progress;
 
     use super::*;
 
@@ -188,6 +220,69 @@ mod tests {
         assert_eq!(
             tracker.update(Duration::from_secs(76), &status, None, at(76)),
             ["[ 1m16s] phase Failed"]
+        );
+    }
+
+    #[test]
+    fn step_13_shows_the_volumes_moved() {
+        let mut tracker = Tracker::default();
+        let moved = Some(MachineProgress {
+            machines_on_target: 5,
+            machines: 7,
+            nodes_on_target: 5,
+            nodes: 7,
+        });
+        let mut status = VSphereMigrationInfraStatus {
+            phase: Some(Phase::Running),
+            steps: vec![
+                step(12, "recreate-cpms", StepState::Succeeded, 0, Some(8)),
+                step(13, "migrate-volumes", StepState::Running, 8, None),
+            ],
+            ..Default::default()
+        };
+        let lines = tracker.update(Duration::from_secs(9), &status, moved, at(9));
+        assert_eq!(
+            lines[2],
+            "[  9.0s] 13 migrate-volumes        Running    for 1s      machines 5/7, nodes 5/7 on target"
+        );
+        // The step counts its volumes: a line; the same count again: none.
+        let count = |done| {
+            Some(Progress {
+                volumes: Some(Count { done, total: 5 }),
+                ..Default::default()
+            })
+        };
+        status.progress = count(0);
+        assert_eq!(
+            tracker.update(Duration::from_secs(10), &status, moved, at(10)),
+            [
+                "[ 10.0s] 13 migrate-volumes        Running    for 2s      machines 5/7, nodes 5/7 on target; volumes 0/5 moved"
+            ]
+        );
+        assert!(
+            tracker
+                .update(Duration::from_secs(11), &status, moved, at(11))
+                .is_empty()
+        );
+        status.progress = count(3);
+        assert_eq!(
+            tracker.update(Duration::from_secs(14), &status, moved, at(14)),
+            [
+                "[ 14.0s] 13 migrate-volumes        Running    for 6s      machines 5/7, nodes 5/7 on target; volumes 3/5 moved"
+            ]
+        );
+        // Done: one line, with the count; the next step's lines have none.
+        status.progress = count(5);
+        status.steps[1] = step(13, "migrate-volumes", StepState::Succeeded, 8, Some(17));
+        status
+            .steps
+            .push(step(14, "scale-down-source", StepState::Running, 17, None));
+        assert_eq!(
+            tracker.update(Duration::from_secs(17), &status, moved, at(17)),
+            [
+                "[ 17.0s] 13 migrate-volumes        Succeeded  took 9s     machines 5/7, nodes 5/7 on target; volumes 5/5 moved",
+                "[ 17.0s] 14 scale-down-source      Running    for 0s      machines 5/7, nodes 5/7 on target",
+            ]
         );
     }
 

@@ -11,6 +11,7 @@ use vmi_sim::secrets_scan::ScanReport;
 
 use crate::progress::{between, clock, name, seconds};
 use crate::round_trips::RoundTrips;
+use crate::volumes::VolumesReport;
 
 /// Everything the summary shows.
 pub struct Summary<'a> {
@@ -36,6 +37,9 @@ pub struct Summary<'a> {
     pub cvo_down: (Duration, usize),
     /// Machines and Nodes on the target at the end.
     pub machines: Option<MachineProgress>,
+    /// The volumes step 13 moved and their checks; `None` with
+    /// `--no-volumes`.
+    pub volumes: Option<&'a VolumesReport>,
     /// The secrets scan, or why it could not run.
     pub scan: &'a Result<ScanReport, String>,
     /// Where the artifacts are.
@@ -142,6 +146,12 @@ impl Summary<'_> {
         if let Some(machines) = self.machines {
             let _ = writeln!(out, "{:<28}{machines}", "moved");
         }
+        match self.volumes {
+            Some(volumes) => render_volumes(&mut out, volumes),
+            None => {
+                let _ = writeln!(out, "{:<28}none seeded (--no-volumes)", "volumes");
+            }
+        }
         match self.scan {
             Ok(scan) => {
                 let _ = writeln!(out, "{:<28}{}", "secrets scan", scan.headline());
@@ -158,15 +168,76 @@ impl Summary<'_> {
     }
 }
 
+/// The volumes part: how many moved in which mode and how long step 13
+/// took, then one line per volume (what was checked, or what failed), then
+/// the workloads.
+fn render_volumes(out: &mut String, report: &VolumesReport) {
+    let counter = report
+        .counter
+        .map(|c| format!("status.progress.volumes {}/{}", c.done, c.total))
+        .unwrap_or_else(|| "no status.progress.volumes".into());
+    let head = if report.checked {
+        let concurrency = report
+            .concurrency
+            .map(|c| format!(", concurrency {c}"))
+            .unwrap_or_default();
+        let took = report
+            .step_took
+            .map(|d| format!(" in {}", seconds(d)))
+            .unwrap_or_default();
+        format!(
+            "{} of {} moved by step 13{took} ({} mode{concurrency}); {counter}",
+            report.moved(),
+            report.volumes.len(),
+            report.mode
+        )
+    } else {
+        format!(
+            "{} not checked: the migration did not succeed; {counter}",
+            report.volumes.len()
+        )
+    };
+    let _ = writeln!(out, "{:<28}{head}", "volumes");
+    for volume in &report.volumes {
+        let what = if !report.checked {
+            String::new()
+        } else if volume.problems.is_empty() {
+            format!(
+                "original {} on the target (sha256 {}…), source disk kept",
+                human_bytes(volume.bytes),
+                volume.sha256.get(..12).unwrap_or(&volume.sha256)
+            )
+        } else {
+            format!("FAILED: {}", volume.problems.join("; "))
+        };
+        let line = format!("{:<16} {:<10}{what}", volume.claim, volume.state);
+        let _ = writeln!(out, "{:<28}  {}", "", line.trim_end());
+    }
+    if report.checked {
+        let workloads = report.workloads.join(", ");
+        let text = match &report.workloads_ready {
+            Ok(()) => format!("back and Ready: {workloads}"),
+            Err(err) => format!("NOT back: {err}"),
+        };
+        let _ = writeln!(out, "{:<28}{text}", "workloads");
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    vmi_sim::secrets_scan::human_bytes(usize::try_from(bytes).unwrap_or(usize::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
+    use vmi_api::migration::Count;
     use vmi_api::migration::{MigrationPath, MigrationPathDecision};
     use vmi_api::{Phase, StepState, StepStatus};
     use vmi_sim::secrets_scan::{Encoding, Hit};
 
     use super::*;
+    use crate::volumes::VolumeCheck;
 
     fn at(s: i64) -> Option<Time> {
         Some(Time(Timestamp::from_second(1_800_000_000 + s).unwrap()))
@@ -224,6 +295,7 @@ mod tests {
             vms: (5, 5),
             cvo_down: (Duration::from_secs(90), 1),
             machines: None,
+            volumes: None,
             scan: &scan,
             artifacts: Path::new("/tmp/a"),
         };
@@ -241,10 +313,103 @@ control-plane replacements  3
 VMs (machine API)           5 cloned, 5 destroyed
 CVO down                    1.50 min (1 time)
 vCenter round trips         34 (source 12, target 22)
+volumes                     none seeded (--no-volumes)
 secrets scan                1 HIT(S): 3 texts, 2.0 KiB scanned for no known secrets and secret-shaped text
                               vCenter password (target vCenter 127.0.0.11): log of pod p, line 4
 artifacts                   /tmp/a
 ";
         assert_eq!(text, expected, "\n{text}");
+    }
+
+    fn volumes(checked: bool, problems: Vec<String>) -> VolumesReport {
+        let volume = |claim: &str, pv: &str, sha: &str, problems: Vec<String>| VolumeCheck {
+            claim: claim.into(),
+            pv: pv.into(),
+            state: if checked { "Complete" } else { "Quiesced" }.into(),
+            target_disk: checked.then(|| format!("{pv}-target")),
+            bytes: 262_144,
+            sha256: sha.into(),
+            problems,
+        };
+        VolumesReport {
+            mode: "Copy".into(),
+            concurrency: Some(2),
+            counter: Some(Count {
+                done: if checked { 2 } else { 0 },
+                total: 2,
+            }),
+            step_took: checked.then_some(Duration::from_secs(9)),
+            volumes: vec![
+                volume(
+                    "apps/web-data",
+                    "pvc-1",
+                    "3f9a0c12b4e5d6f7a8b9c0d1e2f3",
+                    vec![],
+                ),
+                volume("apps/data-db-0", "pvc-2", "0011223344556677", problems),
+            ],
+            workloads: vec![
+                "Deployment apps/web (1 replica)".into(),
+                "StatefulSet apps/db (3 replicas)".into(),
+            ],
+            workloads_ready: if checked {
+                Ok(())
+            } else {
+                Err("not checked".into())
+            },
+            checked,
+        }
+    }
+
+    fn volumes_part(report: &VolumesReport) -> String {
+        let mut out = String::new();
+        render_volumes(&mut out, report);
+        out
+    }
+
+    #[test]
+    fn the_volumes_part_shows_mode_checks_workloads_and_step_13() {
+        let expected = "\
+volumes                     2 of 2 moved by step 13 in 9s (Copy mode, concurrency 2); status.progress.volumes 2/2
+                              apps/web-data    Complete  original 256.0 KiB on the target (sha256 3f9a0c12b4e5…), source disk kept
+                              apps/data-db-0   Complete  original 256.0 KiB on the target (sha256 001122334455…), source disk kept
+workloads                   back and Ready: Deployment apps/web (1 replica), StatefulSet apps/db (3 replicas)
+";
+        let text = volumes_part(&volumes(true, vec![]));
+        assert_eq!(text, expected, "\n{text}");
+
+        let mut failed = volumes(
+            true,
+            vec![
+                "the target disk d does not hold the original bytes".into(),
+                "the claim is Lost, not Bound".into(),
+            ],
+        );
+        failed.workloads_ready = Err("statefulset apps/db (2 of 3 Ready)".into());
+        let text = volumes_part(&failed);
+        assert!(
+            text.contains(
+                "\n                              apps/data-db-0   Complete  FAILED: the target disk d does not \
+                 hold the original bytes; the claim is Lost, not Bound\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "workloads                   NOT back: statefulset apps/db (2 of 3 Ready)\n"
+            ),
+            "{text}"
+        );
+
+        let text = volumes_part(&volumes(false, vec![]));
+        assert_eq!(
+            text,
+            "\
+volumes                     2 not checked: the migration did not succeed; status.progress.volumes 0/2
+                              apps/web-data    Quiesced
+                              apps/data-db-0   Quiesced
+",
+            "\n{text}"
+        );
     }
 }
