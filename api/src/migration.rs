@@ -6,13 +6,17 @@
 //! applied, before any step has run. Checks that need the cluster or the
 //! vCenters are preflight's (step 00).
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::step::Step;
-use crate::topology::{FailureDomain, SERVER_PATTERN, TargetVCenter, VCenterTls};
+use crate::topology::{
+    FailureDomain, OBJECT_NAME_PATTERN, SERVER_PATTERN, TargetVCenter, VCenterTls,
+};
 
 /// Desired state of a vCenter migration.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -120,7 +124,7 @@ pub struct SourceVCenter {
 #[serde(rename_all = "camelCase")]
 pub struct SecretRef {
     /// Name of the Secret.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
     pub name: String,
 }
 
@@ -206,7 +210,9 @@ pub struct Volumes {
     #[schemars(range(min = 1, max = 64))]
     pub concurrency: Option<i32>,
     /// Only volumes whose PVC namespace matches; all namespaces when omitted.
+    /// A label selector with at most 32 labels and 32 expressions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<NamespaceSelectorSchema>")]
     pub namespace_selector: Option<LabelSelector>,
     /// Leave behind the volumes that cannot be moved (in-tree, used by a
     /// DaemonSet, owned by a kind vmi cannot stop, not found on the source
@@ -215,6 +221,73 @@ pub struct Volumes {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skip_unmovable: bool,
 }
+
+/// The schema `spec.volumes.namespaceSelector` is checked against: a
+/// Kubernetes `LabelSelector` with bounded lists, the four operators spelled
+/// out and the label syntax enforced, so that a selector the API server
+/// would refuse when vmi lists namespaces in step 13 (or that vmi would read
+/// differently from Kubernetes) is refused when the vmi is applied. The
+/// field's Rust type stays `LabelSelector`.
+#[derive(JsonSchema)]
+#[schemars(rename_all = "camelCase")]
+#[allow(dead_code)] // only its schema is used
+struct NamespaceSelectorSchema {
+    /// Labels a namespace must have, `{key: value}`, all of them.
+    #[schemars(extend("maxProperties" = 32))]
+    match_labels: Option<BTreeMap<String, LabelValueSchema>>,
+    /// Requirements a namespace must meet, all of them.
+    #[schemars(length(max = 32))]
+    match_expressions: Option<Vec<SelectorRequirementSchema>>,
+}
+
+/// A label value: at most 63 characters, letters, digits, `-`, `_` and
+/// `.`, starting and ending with a letter or digit; or empty.
+#[derive(JsonSchema)]
+#[allow(dead_code)] // only its schema is used
+struct LabelValueSchema(
+    #[schemars(length(max = 63), regex(pattern = LABEL_VALUE_OR_EMPTY_PATTERN))] String,
+);
+
+/// One requirement of a label selector.
+#[derive(KubeSchema)]
+#[x_kube(validation = Rule::new("self.operator == 'In' || self.operator == 'NotIn' ? has(self.values) && size(self.values) > 0 : !has(self.values) || size(self.values) == 0")
+    .message("spec.volumes.namespaceSelector.matchExpressions[]: operators In and NotIn need at least one value; Exists and DoesNotExist take none"))]
+#[allow(dead_code)] // only its schema is used
+struct SelectorRequirementSchema {
+    /// The label key: `[<DNS subdomain prefix>/]<name>`.
+    #[schemars(length(min = 1, max = 317), regex(pattern = LABEL_KEY_PATTERN))]
+    key: String,
+    /// `In`, `NotIn`, `Exists` or `DoesNotExist` (case sensitive).
+    operator: SelectorOperator,
+    /// The values, for `In` and `NotIn`.
+    #[schemars(
+        length(max = 64),
+        inner(length(max = 63), regex(pattern = LABEL_VALUE_OR_EMPTY_PATTERN))
+    )]
+    values: Option<Vec<String>>,
+}
+
+/// A label selector operator.
+#[derive(Serialize, JsonSchema)]
+#[allow(dead_code)] // only its schema is used
+enum SelectorOperator {
+    /// The label's value is one of `values`.
+    In,
+    /// The label is absent or its value is none of `values`.
+    NotIn,
+    /// The label is present.
+    Exists,
+    /// The label is absent.
+    DoesNotExist,
+}
+
+/// A Kubernetes label key: an optional DNS subdomain prefix and `/`, then a
+/// name of letters, digits, `-`, `_` and `.` starting and ending with a
+/// letter or digit.
+pub const LABEL_KEY_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$";
+
+/// A Kubernetes label value, empty allowed.
+pub const LABEL_VALUE_OR_EMPTY_PATTERN: &str = r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$";
 
 /// How a volume's disk moves to the target vCenter.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -9,19 +9,31 @@
 //! removed once set" means the legacy path (CVO down, rule relaxed). Any
 //! other refusal is a problem to fix. This needs no table of releases and
 //! follows backports as they ship.
+//!
+//! The checks that need neither the API server nor a vCenter (the spec's
+//! text, derived names, credential values, the control plane machine set's
+//! state) are in [`input`], each with its unit tests.
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use serde_json::Value;
 use vmi_api::migration::{MigrationPath, MigrationPathDecision};
-use vmi_api::topology::FailureDomain;
+use vmi_api::topology::{FailureDomain, TargetVCenter};
 
 use crate::context::{Outcome, StepContext, StepError};
 use crate::infrastructure::{self, AddTargets, Answer, BLOCKING_RULE_MESSAGE, OBJECT};
 use crate::report;
-use crate::steps::allow_multi_vcenter;
+use crate::steps::{allow_multi_vcenter, backup_cpms};
 use crate::vcenters::{connect_source, connect_target, infrastructure_id, source_server_in};
-use crate::volumes::Disposition;
-use crate::vsphere::VCenter;
+use crate::volumes::{Disposition, discover};
+use crate::vsphere::{ErrorKind, VCenter};
+
+pub mod input;
+
+use input::{
+    check_derived_names, check_spec, cpms_problems, credential_value_problem, lookalike_note,
+    selector_problems,
+};
 
 /// The driver of vSphere CSI volumes.
 pub use crate::volumes::CSI_DRIVER;
@@ -79,50 +91,58 @@ impl Findings {
     }
 }
 
-/// The checks of the spec alone (no API call).
-pub fn check_spec(spec: &vmi_api::VSphereMigrationInfraSpec, findings: &mut Findings) {
-    if spec.vcenters.is_empty() {
-        findings.problem("spec.vcenters is empty: name at least one target vCenter");
-    }
-    if spec.failure_domains.is_empty() {
-        findings.problem("spec.failureDomains is empty: name at least one target failure domain");
-    }
-    let servers: Vec<&str> = spec.vcenters.iter().map(|v| v.server.as_str()).collect();
-    let mut names: Vec<&str> = Vec::new();
-    for domain in &spec.failure_domains {
-        if names.contains(&domain.name.as_str()) {
-            findings.problem(format!(
-                "spec.failureDomains has two entries named {}: names must be unique",
-                domain.name
-            ));
+/// What to do about a vCenter error, for the message preflight records.
+fn vsphere_hint(kind: &ErrorKind, side: Side) -> &'static str {
+    match (kind, side) {
+        (ErrorKind::InvalidLogin, Side::Source) => {
+            " (the source vCenter's are keys <server>.username and <server>.password of Secret kube-system/vsphere-creds)"
         }
-        names.push(&domain.name);
-        if !servers.contains(&domain.server.as_str()) {
-            findings.problem(format!(
-                "failure domain {} names server {}, which is not in spec.vcenters",
-                domain.name, domain.server
-            ));
+        (ErrorKind::InvalidLogin, Side::Target) => {
+            " (spec.credentialsSecret); if the password was changed in vCenter, write the new one there"
         }
-    }
-    if let Some(control) = &spec.control_plane {
-        for name in &control.failure_domains {
-            if !names.contains(&name.as_str()) {
-                findings.problem(format!(
-                    "spec.controlPlane.failureDomains names {name}, which is not in spec.failureDomains"
-                ));
-            }
+        (ErrorKind::NotAuthenticated, _) => {
+            "; the vCenter ended vmi's session right after it logged in, twice: check the vCenter's session timeout and that the clocks of the cluster and the vCenter agree, then retry"
         }
-    }
-    if let Some(workers) = &spec.workers {
-        for placement in workers.failure_domains.iter().flatten() {
-            if !names.contains(&placement.name.as_str()) {
-                findings.problem(format!(
-                    "spec.workers.failureDomains names {}, which is not in spec.failureDomains",
-                    placement.name
-                ));
-            }
+        (ErrorKind::Transport(_), Side::Target) => {
+            "; check spec.vcenters[].server and port, and that this cluster reaches the vCenter (DNS, firewall, proxy)"
         }
+        (ErrorKind::Transport(_), Side::Source) => {
+            "; check the source vCenter's server and port in infrastructure/cluster, and that this cluster reaches it (DNS, firewall, proxy)"
+        }
+        (ErrorKind::Http { .. } | ErrorKind::Xml(_) | ErrorKind::Unexpected(_), _) => {
+            "; this does not answer like a vCenter's SOAP API (/sdk): check the server and port"
+        }
+        _ => "",
     }
+}
+
+/// Which vCenter a message is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Source,
+    Target,
+}
+
+/// A step error as a problem line about vCenter `server`, with what to do.
+fn vcenter_problem(side: Side, server: &str, err: &StepError) -> String {
+    let what = match side {
+        Side::Source => "source",
+        Side::Target => "target",
+    };
+    let hint = match err {
+        StepError::VSphere(e) => vsphere_hint(&e.kind, side).to_owned(),
+        StepError::Refused(message)
+            if side == Side::Source && message.contains("kube-system/vsphere-creds") =>
+        {
+            format!(
+                "; restore Secret kube-system/vsphere-creds with keys {server}.username and {server}.password: the cluster's own vSphere credentials, which the cloud credential operator copies to the vSphere components"
+            )
+        }
+        _ => String::new(),
+    };
+    let text = err.to_string();
+    let text = text.strip_suffix("; nothing was changed").unwrap_or(&text);
+    format!("{what} vCenter {server}: {text}{hint}")
 }
 
 fn gvk(group: &str, version: &str, kind: &str) -> ApiResource {
@@ -207,7 +227,12 @@ async fn check_cluster_health(
                 "an update of the cluster is running ({message}); wait until `oc get clusterversion` shows it finished"
             ));
         } else if is(version, "Failing", "True") {
-            findings.problem("ClusterVersion reports Failing; fix the cluster version first");
+            let message = condition(version, "Failing")
+                .and_then(|c| c["message"].as_str())
+                .unwrap_or_default();
+            findings.problem(format!(
+                "ClusterVersion reports Failing ({message}); fix what it names first (`oc get clusterversion version -o yaml`)"
+            ));
         } else {
             let current = version.data["status"]["desired"]["version"]
                 .as_str()
@@ -218,8 +243,13 @@ async fn check_cluster_health(
     Ok(())
 }
 
-/// Machine health checks, autoscalers, the control plane machine set.
-async fn check_machines(context: &StepContext, findings: &mut Findings) -> Result<(), StepError> {
+/// Machine health checks, autoscalers, the control plane machine set
+/// (checked against the Infrastructure's failure domains, `known_domains`).
+async fn check_machines(
+    context: &StepContext,
+    known_domains: &[&str],
+    findings: &mut Findings,
+) -> Result<(), StepError> {
     let namespace = Some("openshift-machine-api");
     for check in list(
         context,
@@ -273,13 +303,24 @@ async fn check_machines(context: &StepContext, findings: &mut Findings) -> Resul
         namespace,
     )
     .await?;
-    match cpms.iter().find(|c| c.metadata.name.as_deref() == Some("cluster")) {
-        Some(c) => findings.ok(format!(
-            "control plane machine set openshift-machine-api/cluster is {}",
-            c.data["spec"]["state"].as_str().unwrap_or("Inactive")
-        )),
+    match cpms
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(backup_cpms::NAME))
+    {
+        Some(c) => {
+            let problems = cpms_problems(&c.data, known_domains);
+            if problems.is_empty() {
+                findings.ok(format!(
+                    "control plane machine set openshift-machine-api/cluster is {}",
+                    c.data["spec"]["state"].as_str().unwrap_or("Inactive")
+                ));
+            }
+            for problem in problems {
+                findings.problem(problem);
+            }
+        }
         None => findings.problem(
-            "there is no control plane machine set openshift-machine-api/cluster: vmi moves only machine-managed control planes",
+            "there is no control plane machine set openshift-machine-api/cluster: vmi moves only machine-managed control planes; when the control plane machines are Machines, its operator makes one again within a minute: check that operator (`oc get clusteroperator control-plane-machine-set`)",
         ),
     }
     Ok(())
@@ -293,9 +334,14 @@ async fn check_volumes(context: &StepContext, findings: &mut Findings) -> Result
     let mode = format!("{:?}", settings.mode);
     for candidate in &candidates {
         let what = candidate.describe();
+        let kind = if discover::is_csi(&candidate.pv) {
+            "a vSphere CSI volume"
+        } else {
+            "an in-tree vSphere volume"
+        };
         match (&candidate.disposition, settings.migrate) {
             (_, false) => findings.problem(format!(
-                "{what} is a vSphere volume and spec.volumes.migrate is not true: step 13 would stop the migration; set spec.volumes.migrate: true or remove the volume"
+                "{what} is {kind} and spec.volumes.migrate is not true: step 13 would stop the migration; set spec.volumes.migrate: true or remove the volume"
             )),
             (Disposition::Move, true) => findings.info(
                 "volume",
@@ -320,7 +366,14 @@ async fn check_volumes(context: &StepContext, findings: &mut Findings) -> Result
     Ok(())
 }
 
-/// The object at `path` exists and is a `kind`.
+/// What to run to see what exists next to `path`: `govc ls <parent>`.
+fn listing(path: &str) -> String {
+    let parent = path.rsplit_once('/').map_or("/", |(p, _)| p);
+    format!("`govc ls {}`", if parent.is_empty() { "/" } else { parent })
+}
+
+/// The object at `path` exists and is a `kind`; `remedy` says what to do
+/// when it does not. Whether it exists.
 async fn expect(
     vcenter: &VCenter,
     findings: &mut Findings,
@@ -328,26 +381,49 @@ async fn expect(
     field: &str,
     path: &str,
     kinds: &[&str],
-) -> Result<(), StepError> {
+    remedy: &str,
+) -> Result<bool, StepError> {
     match vcenter.find_by_inventory_path(path).await? {
-        Some(found) if kinds.contains(&found.kind.as_str()) => {}
-        Some(found) => findings.problem(format!(
-            "failure domain {domain}: {field} {path} on vCenter {} is a {}, not a {}",
-            vcenter.server(),
-            found.kind,
-            kinds.join(" or ")
-        )),
-        None => findings.problem(format!(
-            "failure domain {domain}: {field} {path} does not exist on vCenter {}",
-            vcenter.server()
-        )),
+        Some(found) if kinds.contains(&found.kind.as_str()) => Ok(true),
+        Some(found) => {
+            findings.problem(format!(
+                "failure domain {domain}: {field} {path} on vCenter {} is a {}, not a {}; {remedy}",
+                vcenter.server(),
+                found.kind,
+                kinds.join(" or ")
+            ));
+            Ok(true)
+        }
+        None => {
+            let note = lookalike_note(path)
+                .map(|n| format!("; {n}"))
+                .unwrap_or_default();
+            findings.problem(format!(
+                "failure domain {domain}: {field} {path} does not exist on vCenter {}; {remedy} ({} lists what is there){note}",
+                vcenter.server(),
+                listing(path)
+            ));
+            Ok(false)
+        }
     }
-    Ok(())
 }
 
-/// A target failure domain's inventory on its vCenter.
+/// VMs named `name` anywhere in `vcenter`.
+async fn vms_named(vcenter: &VCenter, name: &str) -> Result<usize, StepError> {
+    let vms = vcenter
+        .objects_below(vcenter.root_folder(), "VirtualMachine", &["name"])
+        .await?;
+    Ok(vms
+        .iter()
+        .filter(|vm| vm.text("name") == Some(name))
+        .count())
+}
+
+/// A target failure domain's inventory on its vCenter. `source` is the
+/// source vCenter, when connected: a missing template found there is named.
 async fn check_inventory(
     vcenter: &VCenter,
+    source: Option<&VCenter>,
     domain: &FailureDomain,
     infra_id: &str,
     findings: &mut Findings,
@@ -355,22 +431,29 @@ async fn check_inventory(
     let topology = &domain.topology;
     let name = &domain.name;
     let dc = &topology.datacenter;
-    expect(
+    let fix = |field: &str| format!("fix {field} of failure domain {name} in spec.failureDomains");
+    if !expect(
         vcenter,
         findings,
         name,
         "topology.datacenter",
         &format!("/{dc}"),
         &["Datacenter"],
+        "fix topology.datacenter and the paths below it (and spec.vcenters[].datacenters)",
     )
-    .await?;
-    expect(
+    .await?
+    {
+        // Every other path of the failure domain is below it.
+        return Ok(());
+    }
+    let cluster = expect(
         vcenter,
         findings,
         name,
         "topology.computeCluster",
         &topology.compute_cluster,
         &["ClusterComputeResource"],
+        &fix("topology.computeCluster"),
     )
     .await?;
     expect(
@@ -380,6 +463,7 @@ async fn check_inventory(
         "topology.datastore",
         &topology.datastore,
         &["Datastore"],
+        &fix("topology.datastore"),
     )
     .await?;
     for network in &topology.networks {
@@ -395,24 +479,40 @@ async fn check_inventory(
             "topology.networks",
             &path,
             &["Network", "DistributedVirtualPortgroup", "OpaqueNetwork"],
+            "name a port group in topology.networks",
         )
         .await?;
     }
-    let pool = topology
-        .resource_pool
-        .clone()
-        .unwrap_or_else(|| format!("{}/Resources", topology.compute_cluster));
-    expect(
-        vcenter,
-        findings,
-        name,
-        "topology.resourcePool",
-        &pool,
-        &["ResourcePool"],
-    )
-    .await?;
+    // The default pool is below the cluster: its absence says nothing new.
+    if topology.resource_pool.is_some() || cluster {
+        let pool = topology
+            .resource_pool
+            .clone()
+            .unwrap_or_else(|| format!("{}/Resources", topology.compute_cluster));
+        expect(
+            vcenter,
+            findings,
+            name,
+            "topology.resourcePool",
+            &pool,
+            &["ResourcePool"],
+            &fix("topology.resourcePool"),
+        )
+        .await?;
+    }
     match &topology.folder {
-        Some(folder) => expect(vcenter, findings, name, "topology.folder", folder, &["Folder"]).await?,
+        Some(folder) => {
+            expect(
+                vcenter,
+                findings,
+                name,
+                "topology.folder",
+                folder,
+                &["Folder"],
+                "create the folder or fix topology.folder (omit it to let step 06 create one)",
+            )
+            .await?;
+        }
         None => findings.info(
             "folder",
             format!("failure domain {name}: machines go to /{dc}/vm/{infra_id}, which step 06 creates when missing"),
@@ -424,28 +524,67 @@ async fn check_inventory(
             domain.region, domain.zone
         )
     });
-    expect(
+    let remedy = format!(
+        "import the RHCOS template into vCenter {} at that path, or fix topology.template",
+        vcenter.server()
+    );
+    let before = findings.problems.len();
+    if !expect(
         vcenter,
         findings,
         name,
         "topology.template",
         &template,
         &["VirtualMachine"],
+        &remedy,
     )
-    .await?;
+    .await?
+        && let Some(source) = source
+    {
+        let vm = template.rsplit('/').next().unwrap_or_default();
+        if vms_named(source, vm).await.unwrap_or_else(|err| {
+            // Only a note: a failed lookup on the source must not become
+            // a problem of the target.
+            tracing::warn!(vcenter = %source.server(), "could not look for template {vm}: {err}");
+            0
+        }) > 0
+            && let (Some(line), Some(problem)) =
+                (findings.lines.last_mut(), findings.problems.get_mut(before))
+        {
+            let note = format!(
+                "; a VM named {vm} is on the source vCenter {}: a template belongs to one vCenter, so the target needs its own copy",
+                source.server()
+            );
+            line.push_str(&note);
+            problem.push_str(&note);
+        }
+    }
     Ok(())
 }
 
+/// The user's privileges on `/<datacenter>`. A datacenter that does not
+/// exist is a problem unless `reported_elsewhere` (a failure domain's
+/// inventory check names it).
 async fn check_privileges(
     vcenter: &VCenter,
     datacenter: &str,
     privileges: &[&str],
+    reported_elsewhere: bool,
     findings: &mut Findings,
 ) -> Result<(), StepError> {
     let Some(entity) = vcenter
         .find_by_inventory_path(&format!("/{datacenter}"))
         .await?
     else {
+        if !reported_elsewhere {
+            let note = lookalike_note(datacenter)
+                .map(|n| format!("; {n}"))
+                .unwrap_or_default();
+            findings.problem(format!(
+                "datacenter {datacenter} (spec.vcenters[].datacenters) does not exist on vCenter {}; fix spec.vcenters[].datacenters (`govc ls /` lists the datacenters){note}",
+                vcenter.server()
+            ));
+        }
         return Ok(());
     };
     let user = vcenter.credentials().username().to_owned();
@@ -471,13 +610,18 @@ async fn check_privileges(
 /// Connects, or records why not.
 async fn reach(
     findings: &mut Findings,
-    what: &str,
+    side: Side,
+    server: &str,
     connection: Result<VCenter, StepError>,
 ) -> Option<VCenter> {
     match connection {
         Ok(vcenter) => {
             findings.ok(format!(
-                "{what} vCenter {} reachable ({}, instance {})",
+                "{} vCenter {} reachable ({}, instance {})",
+                match side {
+                    Side::Source => "source",
+                    Side::Target => "target",
+                },
                 vcenter.server(),
                 vcenter.about().full_name,
                 vcenter.about().instance_uuid
@@ -485,7 +629,169 @@ async fn reach(
             Some(vcenter)
         }
         Err(err) => {
-            findings.problem(format!("{what} vCenter: {err}"));
+            findings.problem(vcenter_problem(side, server, &err));
+            None
+        }
+    }
+}
+
+/// Records a vCenter error of a check after login as a problem; any other
+/// error stops preflight.
+fn vcenter_failure(
+    findings: &mut Findings,
+    side: Side,
+    server: &str,
+    result: Result<(), StepError>,
+) -> Result<(), StepError> {
+    match result {
+        Err(err @ StepError::VSphere(_)) => {
+            findings.problem(vcenter_problem(side, server, &err));
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// The vmi's credentials Secret holds usable `<server>.username` and
+/// `<server>.password` for each target. The servers with a problem there
+/// (preflight does not try to log in to them).
+async fn check_target_credentials(
+    context: &StepContext,
+    findings: &mut Findings,
+) -> Result<Vec<String>, StepError> {
+    let namespace = &context.vmi_ref.namespace;
+    let name = &context.vmi.spec.credentials_secret.name;
+    let servers = context.target_servers();
+    let Some(secret) = Api::<Secret>::namespaced(context.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(StepError::kube(format!("read Secret {namespace}/{name}")))?
+    else {
+        let keys: Vec<String> = servers
+            .iter()
+            .map(|s| format!("{s}.username and {s}.password"))
+            .collect();
+        findings.problem(format!(
+            "the credentials Secret {namespace}/{name} (spec.credentialsSecret) does not exist; create it in namespace {namespace} with keys {} (see deploy/samples/vcenter-credentials.yaml)",
+            keys.join(", ")
+        ));
+        return Ok(servers.iter().map(|s| (*s).to_owned()).collect());
+    };
+    let data = secret.data.unwrap_or_default();
+    let described = format!("the credentials Secret {namespace}/{name}");
+    let mut failed = Vec::new();
+    for server in servers {
+        let mut bad = false;
+        for suffix in ["username", "password"] {
+            let key = format!("{server}.{suffix}");
+            match data.get(&key).map(|v| v.0.as_slice()) {
+                None => {
+                    let others: Vec<&str> = data
+                        .keys()
+                        .filter(|k| k.ends_with(&format!(".{suffix}")))
+                        .map(String::as_str)
+                        .collect();
+                    let also = if others.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " (it has {}; keys are named after spec.vcenters[].server exactly)",
+                            others.join(", ")
+                        )
+                    };
+                    findings.problem(format!("{described} has no key {key}{also}; add it"));
+                    bad = true;
+                }
+                Some([]) => {
+                    findings.problem(format!("{described}: key {key} is empty; set it"));
+                    bad = true;
+                }
+                Some(value) => {
+                    if let Some(why) = credential_value_problem(value, suffix == "username") {
+                        findings.problem(format!(
+                            "{described}: the value of key {key} {why}; vCenter compares it exactly and would refuse the login: write the value again without it (`oc create secret generic … --from-literal`)"
+                        ));
+                        bad = true;
+                    }
+                }
+            }
+        }
+        if bad {
+            failed.push(server.to_owned());
+        }
+    }
+    Ok(failed)
+}
+
+/// The checks of one target vCenter after login.
+async fn check_target(
+    context: &StepContext,
+    vcenter: &VCenter,
+    source: Option<&VCenter>,
+    target: &TargetVCenter,
+    infra_id: &str,
+    findings: &mut Findings,
+) -> Result<(), StepError> {
+    if let Some(source) = source
+        && source.about().instance_uuid == vcenter.about().instance_uuid
+    {
+        findings.problem(format!(
+            "target vCenter {} is the source vCenter {} under another name (same instance {}); name another vCenter in spec.vcenters",
+            target.server,
+            source.server(),
+            vcenter.about().instance_uuid
+        ));
+    }
+    if target.tls.as_ref().and_then(|t| t.insecure) == Some(true) {
+        findings.info(
+            "tls",
+            format!(
+                "vCenter {}: certificate NOT verified (tls.insecure)",
+                target.server
+            ),
+        );
+    }
+    let domains: Vec<&FailureDomain> = context
+        .vmi
+        .spec
+        .failure_domains
+        .iter()
+        .filter(|d| d.server == target.server)
+        .collect();
+    for dc in &target.datacenters {
+        let used = domains.iter().any(|d| &d.topology.datacenter == dc);
+        check_privileges(vcenter, dc, TARGET_PRIVILEGES, used, findings).await?;
+    }
+    for domain in domains {
+        check_inventory(vcenter, source, domain, infra_id, findings).await?;
+    }
+    Ok(())
+}
+
+/// The source vCenter: the one vCenter of the Infrastructure that is not a
+/// target, or a problem saying what to do.
+fn source_of(context: &StepContext, vsphere: &Value, findings: &mut Findings) -> Option<String> {
+    match source_server_in(context, vsphere) {
+        Ok(source) => Some(source),
+        Err(err) => {
+            let text = err.to_string();
+            let text = text.strip_suffix("; nothing was changed").unwrap_or(&text);
+            let targets = context.target_servers();
+            let others = infrastructure::list(vsphere, "vcenters")
+                .iter()
+                .filter_map(|v| v["server"].as_str())
+                .filter(|s| !targets.contains(s))
+                .count();
+            let remedy = match others {
+                0 => {
+                    "; the cluster's own vCenter is named as a target: name the vCenter to move to in spec.vcenters"
+                }
+                1 => "",
+                _ => {
+                    "; the cluster already runs on more than one vCenter (a migration not finished, or a multi-vCenter cluster): finish or roll back that migration (or remove the extra vCenter from infrastructure/cluster) before starting another"
+                }
+            };
+            findings.problem(format!("{text}{remedy}"));
             None
         }
     }
@@ -510,13 +816,14 @@ async fn decide_path(
     ) {
         Ok(change) => change,
         Err(err) => {
-            findings.problem(err.to_string());
+            let text = err.to_string();
+            findings.problem(text.strip_suffix("; nothing was changed").unwrap_or(&text));
             return Ok(None);
         }
     };
     if change.vcenters_after.len() > 3 {
         findings.problem(format!(
-            "{OBJECT} would hold {} vCenters; OpenShift allows at most 3",
+            "{OBJECT} would hold {} vCenters; OpenShift allows at most 3: move to fewer vCenters at once (spec.vcenters)",
             change.vcenters_after.len()
         ));
         return Ok(None);
@@ -603,34 +910,41 @@ pub async fn check(
     context: &StepContext,
 ) -> Result<(Findings, Option<MigrationPathDecision>), StepError> {
     let mut findings = Findings::default();
-    check_spec(&context.vmi.spec, &mut findings);
-    let infra_id = infrastructure_id(context).await?;
+    let spec = &context.vmi.spec;
+    check_spec(spec, &mut findings);
+    let infra_id = infrastructure_id(context).await.map_err(|err| match err {
+        StepError::Refused(message) => StepError::Refused(format!(
+            "{message}; vmi moves only an installed OpenShift cluster on vSphere (`oc get infrastructure cluster -o jsonpath='{{.status.infrastructureName}}'` must print its id); nothing was changed"
+        )),
+        other => other,
+    })?;
+    check_derived_names(spec, &infra_id, &mut findings);
     let stored = infrastructure::read_vsphere(context).await?;
-    let source = match source_server_in(context, &stored.vsphere) {
-        Ok(source) => Some(source),
-        Err(err) => {
-            findings.problem(err.to_string());
-            None
-        }
-    };
+    let source = source_of(context, &stored.vsphere, &mut findings);
     let decision = decide_path(context, &stored, &mut findings).await?;
     if let Some(source) = &source {
-        for target in &context.vmi.spec.vcenters {
+        for target in &spec.vcenters {
             if target.server.eq_ignore_ascii_case(source) {
                 findings.problem(format!(
-                    "target vCenter {} is the source vCenter: a migration needs another vCenter",
+                    "target vCenter {} is the source vCenter: a migration needs another vCenter; name it in spec.vcenters",
                     target.server
                 ));
             }
         }
     }
     let source_vcenter = match &source {
-        Some(_) => reach(&mut findings, "source", connect_source(context).await).await,
+        Some(server) => {
+            reach(
+                &mut findings,
+                Side::Source,
+                server,
+                connect_source(context).await,
+            )
+            .await
+        }
         None => None,
     };
-    if context
-        .vmi
-        .spec
+    if spec
         .source
         .as_ref()
         .and_then(|s| s.tls.as_ref())
@@ -648,59 +962,64 @@ pub async fn check(
             .filter(|d| d["server"].as_str() == Some(vcenter.server()))
             .filter_map(|d| d["topology"]["datacenter"].as_str().map(str::to_owned))
             .collect();
-        for dc in datacenters {
-            check_privileges(vcenter, &dc, SOURCE_PRIVILEGES, &mut findings).await?;
+        let result = async {
+            for dc in datacenters {
+                check_privileges(vcenter, &dc, SOURCE_PRIVILEGES, false, &mut findings).await?;
+            }
+            Ok(())
         }
+        .await;
+        vcenter_failure(&mut findings, Side::Source, vcenter.server(), result)?;
     }
-    for target in &context.vmi.spec.vcenters {
+    let unusable = check_target_credentials(context, &mut findings).await?;
+    for target in &spec.vcenters {
+        if unusable.contains(&target.server) {
+            continue;
+        }
         let Some(vcenter) = reach(
             &mut findings,
-            "target",
+            Side::Target,
+            &target.server,
             connect_target(context, &target.server).await,
         )
         .await
         else {
             continue;
         };
-        if let Some(source) = &source_vcenter
-            && source.about().instance_uuid == vcenter.about().instance_uuid
-        {
-            findings.problem(format!(
-                "target vCenter {} is the source vCenter {} under another name (same instance {})",
-                target.server,
-                source.server(),
-                vcenter.about().instance_uuid
-            ));
-        }
-        if target.tls.as_ref().and_then(|t| t.insecure) == Some(true) {
-            findings.info(
-                "tls",
-                format!(
-                    "vCenter {}: certificate NOT verified (tls.insecure)",
-                    target.server
-                ),
-            );
-        }
-        for dc in &target.datacenters {
-            check_privileges(&vcenter, dc, TARGET_PRIVILEGES, &mut findings).await?;
-        }
-        for domain in context
-            .vmi
-            .spec
-            .failure_domains
-            .iter()
-            .filter(|d| d.server == target.server)
-        {
-            check_inventory(&vcenter, domain, &infra_id, &mut findings).await?;
-        }
+        let result = check_target(
+            context,
+            &vcenter,
+            source_vcenter.as_ref(),
+            target,
+            &infra_id,
+            &mut findings,
+        )
+        .await;
         close(vcenter).await;
+        if let Err(err) = vcenter_failure(&mut findings, Side::Target, &target.server, result) {
+            if let Some(source) = source_vcenter {
+                close(source).await;
+            }
+            return Err(err);
+        }
     }
     if let Some(vcenter) = source_vcenter {
         close(vcenter).await;
     }
     check_cluster_health(context, &mut findings).await?;
-    check_machines(context, &mut findings).await?;
-    check_volumes(context, &mut findings).await?;
+    let known: Vec<&str> = infrastructure::list(&stored.vsphere, "failureDomains")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    check_machines(context, &known, &mut findings).await?;
+    let selector_ok = spec
+        .volumes
+        .as_ref()
+        .and_then(|v| v.namespace_selector.as_ref())
+        .is_none_or(|s| selector_problems(s).is_empty());
+    if selector_ok {
+        check_volumes(context, &mut findings).await?;
+    }
     Ok((findings, decision))
 }
 
@@ -731,4 +1050,51 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
         problems.len(),
         problems.join("; ")
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vcenter_errors_carry_what_to_do() {
+        let error = |kind| {
+            StepError::VSphere(crate::vsphere::VSphereError {
+                vcenter: "vc.example.com".into(),
+                method: "Login".into(),
+                object: None,
+                kind,
+            })
+        };
+        let transport = vcenter_problem(
+            Side::Target,
+            "vc.example.com",
+            &error(ErrorKind::Transport("connection refused".into())),
+        );
+        assert!(transport.starts_with("target vCenter vc.example.com: vCenter vc.example.com: Login: cannot reach the vCenter: connection refused; check spec.vcenters[].server and port"), "{transport}");
+        let expired = vcenter_problem(
+            Side::Target,
+            "vc.example.com",
+            &error(ErrorKind::NotAuthenticated),
+        );
+        assert!(
+            expired.contains("the vCenter ended vmi's session right after it logged in"),
+            "{expired}"
+        );
+        let login = vcenter_problem(
+            Side::Source,
+            "vc.example.com",
+            &error(ErrorKind::InvalidLogin),
+        );
+        assert!(
+            login.ends_with("Secret kube-system/vsphere-creds)"),
+            "{login}"
+        );
+        let refused = vcenter_problem(
+            Side::Source,
+            "vc.example.com",
+            &StepError::Refused("no key; nothing was changed".into()),
+        );
+        assert_eq!(refused, "source vCenter vc.example.com: no key");
+    }
 }
