@@ -2,16 +2,20 @@
 //! streamed download and upload with byte counts and a SHA-256 of what
 //! passed, so a copied disk can be checked against its source.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::error::{ErrorKind, VSphereError};
-use super::soap::{VCenter, transport_kind};
+use super::retry::{Attempts, FILE_GET, FILE_HEAD, FILE_PUT, Failure, timeout};
+use super::soap::VCenter;
 
-/// How much of a file is read or written at a time.
-const CHUNK: usize = 1 << 20;
+/// How much of a file is read from an upload's source at a time: small
+/// enough that a slow but moving upload shows progress often.
+const UPLOAD_CHUNK: usize = 256 << 10;
 
 /// A file on a datastore of a datacenter: `[datastore] path` in `datacenter`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +80,52 @@ fn hex(digest: ring::digest::Digest) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// When a byte of a transfer last moved.
+#[derive(Debug, Clone)]
+struct Progress {
+    started: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            started: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Something moved now.
+    fn tick(&self) {
+        self.last_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long nothing has moved.
+    fn idle(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+}
+/// `kind` of a transfer that failed after `bytes` were already passed on.
+fn after_bytes(kind: ErrorKind, bytes: u64) -> ErrorKind {
+    match kind {
+        ErrorKind::Timeout {
+            waiting_for,
+            limit_ms,
+            attempts,
+        } => ErrorKind::Timeout {
+            waiting_for: format!("{waiting_for} after {bytes} bytes"),
+            limit_ms,
+            attempts,
+        },
+        ErrorKind::Transport(reason) => {
+            ErrorKind::Transport(format!("{reason} (after {bytes} bytes)"))
+        }
+        other => other,
+    }
+}
+
 impl VCenter {
     fn file_error(&self, verb: &str, file: &DatastoreFile, kind: ErrorKind) -> VSphereError {
         VSphereError {
@@ -104,62 +154,116 @@ impl VCenter {
 
     /// The size of `file`, or `None` when it does not exist.
     pub async fn file_size(&self, file: &DatastoreFile) -> Result<Option<u64>, VSphereError> {
-        let started = Instant::now();
-        let response = self
-            .file_request(reqwest::Method::HEAD, file)
-            .await?
-            .send()
-            .await
-            .map_err(|e| self.file_error("HEAD", file, transport_kind(&e)))?;
-        let status = response.status().as_u16();
-        log_transfer(self.server(), "HEAD", file, status, 0, started);
-        match status {
-            200 => Ok(response
-                .headers()
-                .get(reqwest::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())),
-            404 => Ok(None),
-            status => Err(self.file_error("HEAD", file, ErrorKind::Http { status })),
+        let options = self.options();
+        let mut attempts = Attempts::new(options, self.server(), FILE_HEAD);
+        loop {
+            attempts.begin();
+            let started = Instant::now();
+            let sent = self
+                .file_request(reqwest::Method::HEAD, file)
+                .await?
+                .timeout(options.call_timeout)
+                .send()
+                .await;
+            let failure = match sent {
+                Err(err) => Failure::of(&err, options, options.call_timeout),
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    log_transfer(self.server(), "HEAD", file, status, 0, started);
+                    match status {
+                        200 => {
+                            return Ok(response
+                                .headers()
+                                .get(reqwest::header::CONTENT_LENGTH)
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.parse().ok()));
+                        }
+                        404 => return Ok(None),
+                        status => Failure::of_status(status, file_status_kind(status)),
+                    }
+                }
+            };
+            attempts
+                .after(failure)
+                .await
+                .map_err(|kind| self.file_error("HEAD", file, kind))?;
         }
     }
 
     /// Streams `file` into `sink` and returns what passed. A missing file is
-    /// a `FileNotFound` fault.
+    /// a `FileNotFound` fault. The download is tried again while nothing has
+    /// reached `sink`; it fails when no byte moves for
+    /// [`super::retry::ClientOptions::transfer_stall_timeout`].
     pub async fn download<W: AsyncWrite + Unpin>(
         &self,
         file: &DatastoreFile,
         sink: &mut W,
     ) -> Result<Transfer, VSphereError> {
+        let mut attempts = Attempts::new(self.options(), self.server(), FILE_GET);
+        loop {
+            attempts.begin();
+            let mut written = 0;
+            let failure = match self.download_once(file, sink, &mut written).await {
+                Ok(transfer) => return Ok(transfer),
+                // What reached the sink cannot be taken back: no retry.
+                Err(failure) if written > 0 => {
+                    let kind = attempts.give_up(failure);
+                    Failure::Final(after_bytes(kind, written))
+                }
+                Err(failure) => failure,
+            };
+            attempts
+                .after(failure)
+                .await
+                .map_err(|kind| self.file_error("GET", file, kind))?;
+        }
+    }
+
+    /// One attempt of [`VCenter::download`]; `written` counts the bytes
+    /// passed on to `sink`.
+    async fn download_once<W: AsyncWrite + Unpin>(
+        &self,
+        file: &DatastoreFile,
+        sink: &mut W,
+        written: &mut u64,
+    ) -> Result<Transfer, Failure> {
+        let options = self.options();
+        let stall = options.transfer_stall_timeout;
+        let stalled = || Failure::Lost(timeout("transfer progress", stall));
         let started = Instant::now();
-        let response = self
+        let request = self
             .file_request(reqwest::Method::GET, file)
-            .await?
-            .send()
             .await
-            .map_err(|e| self.file_error("GET", file, transport_kind(&e)))?;
+            .map_err(|e| Failure::Final(e.kind))?;
+        let response = match tokio::time::timeout(stall, request.send()).await {
+            Err(_) => return Err(stalled()),
+            Ok(Err(err)) => return Err(Failure::of(&err, options, stall)),
+            Ok(Ok(response)) => response,
+        };
         let status = response.status().as_u16();
         if status != 200 {
             log_transfer(self.server(), "GET", file, status, 0, started);
-            return Err(self.file_error("GET", file, file_status_kind(status)));
+            return Err(Failure::of_status(status, file_status_kind(status)));
         }
         let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut bytes = 0u64;
         let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.file_error("GET", file, transport_kind(&e)))?;
+        let writing =
+            |e: std::io::Error| Failure::Final(ErrorKind::Unexpected(format!("writing: {e}")));
+        loop {
+            let chunk = match tokio::time::timeout(stall, stream.next()).await {
+                Err(_) => return Err(stalled()),
+                Ok(None) => break,
+                Ok(Some(Err(err))) => return Err(Failure::of(&err, options, stall)),
+                Ok(Some(Ok(chunk))) => chunk,
+            };
             digest.update(&chunk);
-            bytes += chunk.len() as u64;
-            sink.write_all(&chunk).await.map_err(|e| {
-                self.file_error("GET", file, ErrorKind::Unexpected(format!("writing: {e}")))
-            })?;
+            sink.write_all(&chunk).await.map_err(writing)?;
+            *written += chunk.len() as u64;
         }
-        sink.flush().await.map_err(|e| {
-            self.file_error("GET", file, ErrorKind::Unexpected(format!("writing: {e}")))
-        })?;
-        log_transfer(self.server(), "GET", file, status, bytes, started);
+        sink.flush().await.map_err(writing)?;
+        log_transfer(self.server(), "GET", file, status, *written, started);
         Ok(Transfer {
-            bytes,
+            bytes: *written,
             sha256: hex(digest.finish()),
         })
     }
@@ -167,13 +271,24 @@ impl VCenter {
     /// Streams `length` bytes from `source` into `file` (replacing it) and
     /// returns what passed. A source shorter or longer than `length` fails
     /// the upload rather than leaving a file of another size.
+    ///
+    /// Sent once (the source is consumed): when the connection fails after
+    /// the upload began, or no byte moves for
+    /// [`super::retry::ClientOptions::transfer_stall_timeout`], the error is
+    /// [`ErrorKind::OutcomeUnknown`]: the file may be missing, partial or
+    /// whole, and the caller checks it before trusting it.
     pub async fn upload<R: AsyncRead + Unpin + Send + 'static>(
         &self,
         file: &DatastoreFile,
         source: R,
         length: u64,
     ) -> Result<Transfer, VSphereError> {
+        let options = self.options();
+        let stall = options.transfer_stall_timeout;
         let started = Instant::now();
+        let progress = Progress::new();
+        let pulled = Arc::new(AtomicU64::new(0));
+        let source_failed: Arc<Mutex<Option<String>>> = Arc::default();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let body = futures::stream::try_unfold(
             (
@@ -182,50 +297,118 @@ impl VCenter {
                 0u64,
                 Some(sender),
             ),
-            move |(mut source, mut digest, sent, mut sender)| async move {
-                let mut buffer = vec![0u8; CHUNK];
-                let read = source.read(&mut buffer).await?;
-                if read == 0 {
-                    if sent != length {
-                        return Err(std::io::Error::other(format!(
-                            "the source ended after {sent} of {length} bytes"
-                        )));
+            {
+                let (progress, pulled, source_failed) = (
+                    progress.clone(),
+                    Arc::clone(&pulled),
+                    Arc::clone(&source_failed),
+                );
+                move |(mut source, mut digest, sent, mut sender)| {
+                    let (progress, pulled, source_failed) = (
+                        progress.clone(),
+                        Arc::clone(&pulled),
+                        Arc::clone(&source_failed),
+                    );
+                    async move {
+                        let fail = |reason: String| {
+                            if let Ok(mut failed) = source_failed.lock() {
+                                *failed = Some(reason.clone());
+                            }
+                            std::io::Error::other(reason)
+                        };
+                        let mut buffer = vec![0u8; UPLOAD_CHUNK];
+                        let read = source
+                            .read(&mut buffer)
+                            .await
+                            .map_err(|e| fail(format!("reading the source: {e}")))?;
+                        progress.tick();
+                        if read == 0 {
+                            if sent != length {
+                                return Err(fail(format!(
+                                    "the source ended after {sent} of {length} bytes"
+                                )));
+                            }
+                            if let Some(sender) = sender.take() {
+                                let _ = sender.send(hex(digest.clone().finish())); // an empty file
+                            }
+                            return Ok(None);
+                        }
+                        let sent = sent + read as u64;
+                        if sent > length {
+                            return Err(fail(format!("the source is longer than {length} bytes")));
+                        }
+                        buffer.truncate(read);
+                        digest.update(&buffer);
+                        pulled.store(sent, Ordering::Relaxed);
+                        // The HTTP client stops asking once `length` bytes went out.
+                        if sent == length
+                            && let Some(sender) = sender.take()
+                        {
+                            let _ = sender.send(hex(digest.clone().finish()));
+                        }
+                        Ok(Some((buffer, (source, digest, sent, sender))))
                     }
-                    if let Some(sender) = sender.take() {
-                        let _ = sender.send(hex(digest.clone().finish())); // an empty file
-                    }
-                    return Ok(None);
                 }
-                let sent = sent + read as u64;
-                if sent > length {
-                    return Err(std::io::Error::other(format!(
-                        "the source is longer than {length} bytes"
-                    )));
-                }
-                buffer.truncate(read);
-                digest.update(&buffer);
-                // The HTTP client stops asking once `length` bytes went out.
-                if sent == length
-                    && let Some(sender) = sender.take()
-                {
-                    let _ = sender.send(hex(digest.clone().finish()));
-                }
-                Ok(Some((buffer, (source, digest, sent, sender))))
             },
         );
-        let response = self
+        let request = self
             .file_request(reqwest::Method::PUT, file)
             .await?
             .header(reqwest::header::CONTENT_LENGTH, length)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(reqwest::Body::wrap_stream(body))
-            .send()
-            .await
-            .map_err(|e| self.file_error("PUT", file, transport_kind(&e)))?;
-        let status = response.status().as_u16();
-        log_transfer(self.server(), "PUT", file, status, length, started);
-        if !(200..300).contains(&status) {
-            return Err(self.file_error("PUT", file, file_status_kind(status)));
+            .body(reqwest::Body::wrap_stream(body));
+        let mut attempts = Attempts::new(options, self.server(), FILE_PUT);
+        attempts.begin();
+        // While the body goes out, a stall is no byte taken for `stall`;
+        // once all of it was taken, the answer has the call limit to come
+        // (the last bytes drain and vCenter closes the file).
+        let all_taken = || pulled.load(Ordering::Relaxed) >= length;
+        let watchdog = async {
+            loop {
+                let limit = if all_taken() {
+                    options.call_timeout
+                } else {
+                    stall
+                };
+                if progress.idle() >= limit {
+                    return;
+                }
+                tokio::time::sleep(limit - progress.idle()).await;
+            }
+        };
+        let sent = tokio::select! {
+            sent = request.send() => Some(sent),
+            () = watchdog => None,
+        };
+        let source_failure = || source_failed.lock().ok().and_then(|mut f| f.take());
+        let failure = match sent {
+            Some(Ok(response)) => {
+                let status = response.status().as_u16();
+                log_transfer(self.server(), "PUT", file, status, length, started);
+                if (200..300).contains(&status) {
+                    None
+                } else {
+                    Some(Failure::of_status(status, file_status_kind(status)))
+                }
+            }
+            Some(Err(_)) if let Some(reason) = source_failure() => Some(Failure::Final(
+                ErrorKind::Unexpected(format!("the upload's source failed: {reason}")),
+            )),
+            Some(Err(err)) => Some(Failure::of(&err, options, stall)),
+            None if all_taken() => Some(Failure::Lost(timeout(
+                "complete answer",
+                options.call_timeout,
+            ))),
+            None => {
+                let moved = pulled.load(Ordering::Relaxed);
+                Some(Failure::Lost(timeout(
+                    &format!("transfer progress after {moved} of {length} bytes"),
+                    stall,
+                )))
+            }
+        };
+        if let Some(failure) = failure {
+            return Err(self.file_error("PUT", file, attempts.give_up(failure)));
         }
         let sha256 = receiver.await.map_err(|_| {
             self.file_error(

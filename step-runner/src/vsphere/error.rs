@@ -66,6 +66,24 @@ pub enum ErrorKind {
     /// vCenter reported success, but the result could not be confirmed;
     /// nothing that depends on it may go ahead.
     Unverified(String),
+    /// No connection, or no answer, or no progress of a transfer within
+    /// the limit; for a call that is safe to repeat, after every attempt.
+    Timeout {
+        /// What did not come: `connection`, `complete answer`, `transfer
+        /// progress`.
+        waiting_for: String,
+        /// The limit of one attempt, in milliseconds.
+        limit_ms: u64,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// The request may have reached vCenter, but its answer was lost
+    /// (connection reset or closed, timeout, gateway error): whether the
+    /// change happened is unknown. It was not repeated.
+    OutcomeUnknown {
+        /// What happened to the answer.
+        cause: String,
+    },
     /// A task did not finish in time; it may still be running in vCenter.
     TaskTimeout {
         /// The task.
@@ -121,6 +139,20 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Unverified(what) => {
                 write!(f, "reported success, but the result is not there: {what}")
             }
+            ErrorKind::Timeout {
+                waiting_for,
+                limit_ms,
+                attempts,
+            } => write!(
+                f,
+                "no {waiting_for} within {} ({attempts} attempt{}); vCenter is overloaded or unreachable, or the network to it drops traffic: check both, then run the step again",
+                duration(*limit_ms),
+                if *attempts == 1 { "" } else { "s" }
+            ),
+            ErrorKind::OutcomeUnknown { cause } => write!(
+                f,
+                "the outcome is unknown (OutcomeUnknown): {cause}, so vCenter may or may not have done it, and vmi did not send it again. Run the step again (delete its Job): it looks for what already exists before it changes anything. If in doubt, check Recent Tasks in the vSphere client"
+            ),
             ErrorKind::TaskTimeout {
                 task,
                 waited_seconds,
@@ -129,5 +161,14 @@ impl fmt::Display for ErrorKind {
                 "task {task} did not finish within {waited_seconds} s; it may still be running: check Recent Tasks in the vSphere client before retrying"
             ),
         }
+    }
+}
+
+/// `ms` milliseconds as people read a limit: `2 s`, `1.5 s`, `500 ms`.
+pub(crate) fn duration(ms: u64) -> String {
+    match ms {
+        ms if ms < 1000 => format!("{ms} ms"),
+        ms if ms % 1000 == 0 => format!("{} s", ms / 1000),
+        ms => format!("{:.1} s", ms as f64 / 1000.0),
     }
 }

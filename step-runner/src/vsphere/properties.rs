@@ -4,12 +4,21 @@
 use std::time::{Duration, Instant};
 
 use super::error::{ErrorKind, VSphereError};
+use super::retry::{is_connection_failure, what_failed};
 use super::soap::{MoRef, Service, VCenter, method_fault_kind};
 use super::xml::{self, Element};
 
 /// Objects per page of `RetrievePropertiesEx`; the rest come through
 /// `ContinueRetrievePropertiesEx`.
 const PAGE_SIZE: usize = 100;
+
+/// How a paged read failed: on a continuation, which a new read may get
+/// past, or for good.
+enum ReadFailure {
+    Restart(VSphereError),
+    Stop(VSphereError),
+}
+use ReadFailure::{Restart, Stop};
 
 /// The requested properties of one managed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,19 +148,55 @@ impl VCenter {
     }
 
     /// `RetrievePropertiesEx` with `spec`, following continuation tokens.
+    /// A continuation is never sent twice (the server's cursor may have
+    /// moved on, and a page would be skipped): when one fails on the way,
+    /// the whole read starts over.
     async fn retrieve(
         &self,
         service: Service,
         spec: &str,
         about: &MoRef,
     ) -> Result<Vec<ObjectContent>, VSphereError> {
+        let options = self.options();
+        let mut pause = options.backoff;
+        let mut reads = 1;
+        loop {
+            match self.retrieve_once(service, spec, about).await {
+                Err(Restart(err)) if reads < options.attempts => {
+                    tracing::warn!(
+                        vcenter = %self.server(),
+                        method = "ContinueRetrievePropertiesEx",
+                        object = %about,
+                        attempt = reads,
+                        attempts = options.attempts,
+                        retry_in_ms = pause.as_millis() as u64,
+                        cause = %err.kind,
+                        "a paged read lost a page; reading again from the first page"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = pause.saturating_mul(2);
+                    reads += 1;
+                }
+                Err(Restart(err) | Stop(err)) => return Err(err),
+                Ok(objects) => return Ok(objects),
+            }
+        }
+    }
+
+    /// One read of [`VCenter::retrieve`], page by page.
+    async fn retrieve_once(
+        &self,
+        service: Service,
+        spec: &str,
+        about: &MoRef,
+    ) -> Result<Vec<ObjectContent>, ReadFailure> {
         let collector = self.property_collector().clone();
         let mut page = self
             .call_on(service, "RetrievePropertiesEx", &collector, spec)
             .await
             .map_err(|mut e| {
                 e.object = Some(about.to_string());
-                e
+                Stop(e)
             })?;
         let mut objects = object_contents(&page);
         while let Some(token) = page
@@ -166,7 +211,14 @@ impl VCenter {
                     &collector,
                     &format!("<token>{}</token>", xml::escape(&token)),
                 )
-                .await?;
+                .await
+                .map_err(|e| {
+                    if is_connection_failure(&e.kind) {
+                        Restart(e)
+                    } else {
+                        Stop(e)
+                    }
+                })?;
             objects.extend(object_contents(&page));
         }
         Ok(objects)
@@ -196,7 +248,23 @@ impl VCenter {
         let started = Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
-            let info = self.properties_on(service, task, &["info"]).await?;
+            let info = match self.properties_on(service, task, &["info"]).await {
+                Ok(info) => info,
+                // The task was started: whether it does its work is unknown.
+                Err(err) if is_connection_failure(&err.kind) => {
+                    return Err(self.error(
+                        method,
+                        Some(task),
+                        ErrorKind::OutcomeUnknown {
+                            cause: format!(
+                                "the task {task} was started, then reading its progress failed: {}",
+                                what_failed(&err.kind)
+                            ),
+                        },
+                    ));
+                }
+                Err(err) => return Err(err),
+            };
             let info = info.get("info").cloned().unwrap_or_default();
             match info.child_text("state") {
                 Some("success") => return Ok(info.child("result").cloned()),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::error::{ErrorKind, VSphereError};
 use super::redact::Redactor;
+use super::retry::{Attempts, ClientOptions, Failure};
 use super::tls::{self, Trust};
 use super::xml::{self, Element};
 
@@ -174,6 +175,7 @@ pub struct VCenter {
     cookie: tokio::sync::RwLock<Option<String>>,
     redactor: std::sync::RwLock<Redactor>,
     task_limit: Duration,
+    options: ClientOptions,
     round_trips: Arc<AtomicU64>,
     vsan_version: tokio::sync::OnceCell<String>,
     certificate: tls::SeenCertificate,
@@ -191,12 +193,24 @@ impl fmt::Debug for VCenter {
 
 impl VCenter {
     /// Connects to `server` (port 443 when `None`), trusting its certificate
-    /// as `trust` says, and logs in.
+    /// as `trust` says, and logs in, with the default limits and retries
+    /// ([`ClientOptions::default`]).
     pub async fn connect(
         server: &str,
         port: Option<u16>,
         trust: &Trust,
         credentials: Credentials,
+    ) -> Result<VCenter, VSphereError> {
+        VCenter::connect_with(server, port, trust, credentials, ClientOptions::default()).await
+    }
+
+    /// [`VCenter::connect`] with other limits and retries.
+    pub async fn connect_with(
+        server: &str,
+        port: Option<u16>,
+        trust: &Trust,
+        credentials: Credentials,
+        options: ClientOptions,
     ) -> Result<VCenter, VSphereError> {
         let fail = |kind| VSphereError {
             vcenter: server.to_owned(),
@@ -208,8 +222,9 @@ impl VCenter {
             .map_err(|e| fail(ErrorKind::Tls(e.to_string())))?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(config)
-            .connect_timeout(Duration::from_secs(15))
-            .timeout(Duration::from_secs(120))
+            // Each request sets its own overall limit: a SOAP call has one,
+            // a datastore transfer is limited by its progress instead.
+            .connect_timeout(options.connect_timeout)
             .build()
             .map_err(|e| fail(ErrorKind::Transport(e.to_string())))?;
         let base = match port {
@@ -242,6 +257,7 @@ impl VCenter {
             cookie: tokio::sync::RwLock::new(None),
             redactor: std::sync::RwLock::new(redactor),
             task_limit: DEFAULT_TASK_LIMIT,
+            options,
             round_trips: Arc::new(AtomicU64::new(0)),
             vsan_version: tokio::sync::OnceCell::new(),
             certificate: seen,
@@ -260,6 +276,11 @@ impl VCenter {
     /// How long a task may run before it is reported as stuck.
     pub fn task_limit(&self) -> Duration {
         self.task_limit
+    }
+
+    /// The limits and retry policy of this connection.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
     }
 
     /// The vCenter's server name.
@@ -327,6 +348,7 @@ impl VCenter {
         let builder = self
             .http
             .post(format!("{}{}", self.base, service.path()))
+            .timeout(self.options.call_timeout)
             .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
             .header("SOAPAction", format!("{}/{version}", service.namespace()));
         match cookie {
@@ -540,7 +562,8 @@ impl VCenter {
     }
 
     /// Sends one request and maps the answer: the response element and the
-    /// HTTP headers, or a typed error. Every call is logged here.
+    /// HTTP headers, or a typed error. A failed attempt is tried again as
+    /// [`super::retry::retry_safety`] allows for `method`.
     async fn send(
         &self,
         service: Service,
@@ -549,6 +572,31 @@ impl VCenter {
         args: &str,
     ) -> Result<(Element, reqwest::header::HeaderMap), VSphereError> {
         let request = envelope(service, method, this, args);
+        let mut attempts = Attempts::new(&self.options, &self.server, method);
+        loop {
+            let attempt = attempts.begin();
+            match self
+                .send_once(service, method, this, &request, attempt)
+                .await
+            {
+                Ok(answer) => return Ok(answer),
+                Err(failure) => attempts
+                    .after(failure)
+                    .await
+                    .map_err(|kind| self.error(method, Some(this), kind))?,
+            }
+        }
+    }
+
+    /// One attempt of [`VCenter::send`]; every attempt is logged here.
+    async fn send_once(
+        &self,
+        service: Service,
+        method: &str,
+        this: &MoRef,
+        request: &str,
+        attempt: u32,
+    ) -> Result<(Element, reqwest::header::HeaderMap), Failure> {
         let version = match service {
             Service::Vim => self.content.about.api_version.clone(),
             Service::Cns | Service::CnsTasks => self.vsan_version().await,
@@ -557,29 +605,44 @@ impl VCenter {
         let builder = self.soap_request(service, &version, cookie.as_deref());
         let started = Instant::now();
         self.round_trips.fetch_add(1, Ordering::Relaxed);
-        let sent = builder.body(request.clone()).send().await;
-        let result = match sent {
-            Err(err) => Err(self.error(method, Some(this), transport_kind(&err))),
+        let lost = |e: &reqwest::Error| Failure::of(e, &self.options, self.options.call_timeout);
+        let result = match builder.body(request.to_owned()).send().await {
+            Err(err) => Err(lost(&err)),
             Ok(response) => {
                 let status = response.status().as_u16();
                 let headers = response.headers().clone();
-                let text = response
-                    .text()
-                    .await
-                    .map_err(|e| self.error(method, Some(this), transport_kind(&e)))?;
-                self.log_bodies(method, &request, &text);
-                self.answer(method, this, status, &text)
-                    .map(|element| (element, headers))
+                match response.text().await {
+                    Err(err) => Err(lost(&err)),
+                    Ok(text) => {
+                        self.log_bodies(method, request, &text);
+                        self.answer(method, this, status, &text)
+                            .map(|element| (element, headers))
+                            .map_err(|err| match err.kind {
+                                // Not vCenter's own answer: a gateway's error page.
+                                ErrorKind::Http { .. }
+                                | ErrorKind::Xml(_)
+                                | ErrorKind::Unexpected(_)
+                                    if status != 200 && status != 500 =>
+                                {
+                                    Failure::of_status(status, ErrorKind::Http { status })
+                                }
+                                kind => Failure::Final(kind),
+                            })
+                    }
+                }
             }
         };
         let outcome = match &result {
             Ok(_) => "ok".to_owned(),
-            Err(err) => fault_name(&err.kind),
+            Err(Failure::Final(kind) | Failure::NotSent(kind) | Failure::Lost(kind)) => {
+                fault_name(kind)
+            }
         };
         tracing::info!(
             vcenter = %self.server,
             method,
             object = %this,
+            attempt,
             duration_ms = started.elapsed().as_millis() as u64,
             outcome,
             "vCenter call"
@@ -592,13 +655,12 @@ impl VCenter {
     async fn vsan_version(&self) -> String {
         self.vsan_version
             .get_or_init(|| async {
-                let url = format!("{}/sdk/vsanServiceVersions.xml", self.base);
-                self.round_trips.fetch_add(1, Ordering::Relaxed);
-                let text = match self.http.get(&url).send().await {
-                    Ok(response) if response.status().is_success() => {
-                        response.text().await.unwrap_or_default()
+                let text = match self.vsan_versions_document().await {
+                    Ok(text) => text,
+                    Err(kind) => {
+                        tracing::warn!(vcenter = %self.server, "cannot read the vSAN API version ({kind}); using {FALLBACK_VSAN_VERSION}");
+                        String::new()
                     }
-                    _ => String::new(),
                 };
                 let version = xml::parse(&text).ok().and_then(|doc| {
                     doc.child("namespace")
@@ -610,6 +672,41 @@ impl VCenter {
             })
             .await
             .clone()
+    }
+
+    /// `/sdk/vsanServiceVersions.xml`, tried again as a read; empty when
+    /// the vCenter does not publish it.
+    async fn vsan_versions_document(&self) -> Result<String, ErrorKind> {
+        use super::retry::VSAN_VERSIONS;
+        let url = format!("{}/sdk/vsanServiceVersions.xml", self.base);
+        let mut attempts = Attempts::new(&self.options, &self.server, VSAN_VERSIONS);
+        loop {
+            attempts.begin();
+            self.round_trips.fetch_add(1, Ordering::Relaxed);
+            let lost =
+                |e: &reqwest::Error| Failure::of(e, &self.options, self.options.call_timeout);
+            let sent = self
+                .http
+                .get(&url)
+                .timeout(self.options.call_timeout)
+                .send()
+                .await;
+            let failure = match sent {
+                Ok(response) if response.status().is_success() => match response.text().await {
+                    Ok(text) => return Ok(text),
+                    Err(err) => lost(&err),
+                },
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    match Failure::of_status(status, ErrorKind::Http { status }) {
+                        Failure::Final(_) => return Ok(String::new()),
+                        lost => lost,
+                    }
+                }
+                Err(err) => lost(&err),
+            };
+            attempts.after(failure).await?;
+        }
     }
 
     /// Keeps the session alive by calling `CurrentTime` every `every` until
@@ -807,25 +904,6 @@ fn not_granted(entity_privilege: &Element, asked: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// A failed HTTP exchange as an error kind: a TLS failure when the cause
-/// chain says so, a transport failure otherwise, with the whole chain.
-pub(crate) fn transport_kind(err: &reqwest::Error) -> ErrorKind {
-    let mut source: Option<&dyn std::error::Error> = Some(err);
-    let mut chain = Vec::new();
-    while let Some(e) = source {
-        chain.push(e.to_string());
-        source = e.source();
-    }
-    let text = chain.join(": ");
-    if chain.iter().any(|c| {
-        c.contains("certificate") || c.contains("thumbprint") || c.contains("InvalidCertificate")
-    }) {
-        ErrorKind::Tls(text)
-    } else {
-        ErrorKind::Transport(text)
-    }
-}
-
 /// The fault type of a SOAP fault and its details.
 fn fault_kind(fault: &Element) -> ErrorKind {
     let message = fault
@@ -889,6 +967,8 @@ fn fault_name(kind: &ErrorKind) -> String {
         ErrorKind::Unexpected(_) => "unexpected-answer".into(),
         ErrorKind::Unverified(_) => "unverified".into(),
         ErrorKind::TaskTimeout { .. } => "task-timeout".into(),
+        ErrorKind::Timeout { .. } => "timeout".into(),
+        ErrorKind::OutcomeUnknown { .. } => "outcome-unknown".into(),
     }
 }
 

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::error::{ErrorKind, VSphereError};
 use super::redact::Redactor;
+use super::retry::{Attempts, ClientOptions, Failure};
 use super::soap::{Credentials, MoRef, VCenter};
 
 /// Which form of the vAPI this vCenter serves.
@@ -73,6 +74,7 @@ pub struct Tagging {
     session: std::sync::RwLock<String>,
     redactor: std::sync::RwLock<Redactor>,
     round_trips: Arc<AtomicU64>,
+    options: ClientOptions,
 }
 
 impl std::fmt::Debug for Tagging {
@@ -102,6 +104,7 @@ impl VCenter {
             session: std::sync::RwLock::new(String::new()),
             redactor: std::sync::RwLock::new(self.redactor()),
             round_trips: self.round_trip_counter(),
+            options: self.options().clone(),
         };
         for flavor in [Flavor::Api, Flavor::Rest] {
             tagging.flavor = flavor;
@@ -145,25 +148,40 @@ impl Tagging {
     }
 
     /// Creates a session in this form of the API; `false` when the vCenter
-    /// does not serve this form (404).
+    /// does not serve this form (404). Sent again only when no connection
+    /// could be made.
     async fn login(&self) -> Result<bool, VSphereError> {
         let path = self.flavor.session_path();
         let error = |kind| self.error(&format!("POST {path}"), kind);
-        let started = Instant::now();
-        self.round_trips.fetch_add(1, Ordering::Relaxed);
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .basic_auth(
-                self.credentials.username(),
-                Some(self.credentials.password()),
-            )
-            .send()
-            .await
-            .map_err(|e| error(ErrorKind::Transport(e.to_string())))?;
-        let status = response.status().as_u16();
-        log_call(&self.server, "POST", path, status, started);
-        match status {
+        let mut attempts = Attempts::new(&self.options, &self.server, "session.create");
+        let response = loop {
+            attempts.begin();
+            let started = Instant::now();
+            self.round_trips.fetch_add(1, Ordering::Relaxed);
+            let sent = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .timeout(self.options.call_timeout)
+                .basic_auth(
+                    self.credentials.username(),
+                    Some(self.credentials.password()),
+                )
+                .send()
+                .await;
+            let failure = match sent {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    log_call(&self.server, "POST", path, status, started);
+                    match Failure::of_status(status, ErrorKind::Http { status }) {
+                        Failure::Final(_) => break response,
+                        lost => lost,
+                    }
+                }
+                Err(err) => Failure::of(&err, &self.options, self.options.call_timeout),
+            };
+            attempts.after(failure).await.map_err(error)?;
+        };
+        match response.status().as_u16() {
             404 => Ok(false),
             401 | 403 => Err(error(ErrorKind::InvalidLogin)),
             200 | 201 => {
@@ -194,7 +212,7 @@ impl Tagging {
     pub async fn logout(&self) -> Result<(), VSphereError> {
         let path = self.flavor.session_path();
         let (status, _) = self
-            .send_once(&Method::DELETE, path, None)
+            .send("session.delete", &Method::DELETE, path, None)
             .await
             .map_err(|kind| self.error(&format!("DELETE {path}"), kind))?;
         match status {
@@ -209,16 +227,36 @@ impl Tagging {
         }
     }
 
-    /// One HTTP exchange with the current session: status and body text.
+    /// An HTTP exchange with the current session: status and body text,
+    /// tried again as [`super::retry::retry_safety`] allows for `operation`.
+    async fn send(
+        &self,
+        operation: &str,
+        method: &Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, String), ErrorKind> {
+        let mut attempts = Attempts::new(&self.options, &self.server, operation);
+        loop {
+            attempts.begin();
+            match self.send_once(method, path, body).await {
+                Ok(answer) => return Ok(answer),
+                Err(failure) => attempts.after(failure).await?,
+            }
+        }
+    }
+
+    /// One attempt of [`Tagging::send`].
     async fn send_once(
         &self,
         method: &Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<(u16, String), ErrorKind> {
+    ) -> Result<(u16, String), Failure> {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
+            .timeout(self.options.call_timeout)
             .header("vmware-api-session-id", self.session());
         if let Some(body) = body {
             if tracing::enabled!(tracing::Level::DEBUG) {
@@ -229,35 +267,34 @@ impl Tagging {
         }
         let started = Instant::now();
         self.round_trips.fetch_add(1, Ordering::Relaxed);
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ErrorKind::Transport(e.to_string()))?;
+        let lost = |e: &reqwest::Error| Failure::of(e, &self.options, self.options.call_timeout);
+        let response = request.send().await.map_err(|e| lost(&e))?;
         let status = response.status().as_u16();
         log_call(&self.server, method.as_str(), path, status, started);
-        let text = response
-            .text()
-            .await
-            .map_err(|e| ErrorKind::Transport(e.to_string()))?;
-        Ok((status, text))
+        let text = response.text().await.map_err(|e| lost(&e))?;
+        match Failure::of_status(status, ErrorKind::Http { status }) {
+            Failure::Final(_) => Ok((status, text)),
+            lost => Err(lost),
+        }
     }
 
     /// One vAPI call in this vCenter's form of the API. Returns the
     /// unwrapped answer (`Null` when there is none). An expired session is
     /// renewed once.
     async fn call(&self, call: Call) -> Result<Value, VSphereError> {
+        let operation = call.operation;
         let (method, path, body) = call.route(self.flavor);
         let path = path.as_str();
         let error = |kind| self.error(&format!("{method} {path}"), kind);
         let (mut status, mut text) = self
-            .send_once(&method, path, body.as_ref())
+            .send(operation, &method, path, body.as_ref())
             .await
             .map_err(error)?;
         if status == 401 {
             tracing::info!(vcenter = %self.server, path, "vAPI session expired; logging in again");
             self.login().await?;
             (status, text) = self
-                .send_once(&method, path, body.as_ref())
+                .send(operation, &method, path, body.as_ref())
                 .await
                 .map_err(error)?;
         }
@@ -402,6 +439,8 @@ impl Tagging {
 /// body, and what `/rest` makes of the body.
 #[derive(Debug, Clone, PartialEq)]
 struct Call {
+    /// The vAPI operation, as [`super::retry::retry_safety`] knows it.
+    operation: &'static str,
     method: Method,
     api: String,
     rest: String,
@@ -442,8 +481,9 @@ impl Call {
 mod calls {
     use super::{Call, Cardinality, Method, MoRef, RestBody, Value, json, object_id};
 
-    fn call(method: Method, api: String, rest: String) -> Call {
+    fn request(operation: &'static str, method: Method, api: String, rest: String) -> Call {
         Call {
+            operation,
             method,
             api,
             rest,
@@ -453,7 +493,8 @@ mod calls {
     }
 
     pub(super) fn list_categories() -> Call {
-        call(
+        request(
+            "tagging.category.list",
             Method::GET,
             "/api/cis/tagging/category".into(),
             "/rest/com/vmware/cis/tagging/category".into(),
@@ -461,7 +502,8 @@ mod calls {
     }
 
     pub(super) fn get_category(id: &str) -> Call {
-        call(
+        request(
+            "tagging.category.get",
             Method::GET,
             format!("/api/cis/tagging/category/{id}"),
             format!("/rest/com/vmware/cis/tagging/category/id:{id}"),
@@ -482,7 +524,8 @@ mod calls {
                 json!({"name": name, "description": "Created by vmi", "cardinality": cardinality, "associable_types": associable_types}),
             ),
             rest_body: RestBody::Wrapped("create_spec"),
-            ..call(
+            ..request(
+                "tagging.category.create",
                 Method::POST,
                 "/api/cis/tagging/category".into(),
                 "/rest/com/vmware/cis/tagging/category".into(),
@@ -492,7 +535,8 @@ mod calls {
 
     /// The `/api` form names the category in the body, `/rest` in the path.
     pub(super) fn list_tags(category_id: &str) -> Call {
-        let mut list = call(
+        let mut list = request(
+            "tagging.tag.list-tags-for-category",
             Method::POST,
             "/api/cis/tagging/tag?action=list-tags-for-category".into(),
             format!(
@@ -505,7 +549,8 @@ mod calls {
     }
 
     pub(super) fn get_tag(id: &str) -> Call {
-        call(
+        request(
+            "tagging.tag.get",
             Method::GET,
             format!("/api/cis/tagging/tag/{id}"),
             format!("/rest/com/vmware/cis/tagging/tag/id:{id}"),
@@ -518,7 +563,8 @@ mod calls {
                 json!({"name": name, "description": "Created by vmi", "category_id": category_id}),
             ),
             rest_body: RestBody::Wrapped("create_spec"),
-            ..call(
+            ..request(
+                "tagging.tag.create",
                 Method::POST,
                 "/api/cis/tagging/tag".into(),
                 "/rest/com/vmware/cis/tagging/tag".into(),
@@ -529,7 +575,8 @@ mod calls {
     pub(super) fn attach(tag_id: &str, object: &MoRef) -> Call {
         Call {
             body: Some(object_body(object)),
-            ..call(
+            ..request(
+                "tagging.tag-association.attach",
                 Method::POST,
                 format!("/api/cis/tagging/tag-association/{tag_id}?action=attach"),
                 format!("/rest/com/vmware/cis/tagging/tag-association/id:{tag_id}?~action=attach"),
@@ -540,7 +587,8 @@ mod calls {
     pub(super) fn detach(tag_id: &str, object: &MoRef) -> Call {
         Call {
             body: Some(object_body(object)),
-            ..call(
+            ..request(
+                "tagging.tag-association.detach",
                 Method::POST,
                 format!("/api/cis/tagging/tag-association/{tag_id}?action=detach"),
                 format!("/rest/com/vmware/cis/tagging/tag-association/id:{tag_id}?~action=detach"),
@@ -549,7 +597,8 @@ mod calls {
     }
 
     pub(super) fn delete_tag(id: &str) -> Call {
-        call(
+        request(
+            "tagging.tag.delete",
             Method::DELETE,
             format!("/api/cis/tagging/tag/{id}"),
             format!("/rest/com/vmware/cis/tagging/tag/id:{id}"),
@@ -557,7 +606,8 @@ mod calls {
     }
 
     pub(super) fn delete_category(id: &str) -> Call {
-        call(
+        request(
+            "tagging.category.delete",
             Method::DELETE,
             format!("/api/cis/tagging/category/{id}"),
             format!("/rest/com/vmware/cis/tagging/category/id:{id}"),
@@ -567,7 +617,8 @@ mod calls {
     pub(super) fn attached_tags(object: &MoRef) -> Call {
         Call {
             body: Some(object_body(object)),
-            ..call(
+            ..request(
+                "tagging.tag-association.list-attached-tags",
                 Method::POST,
                 "/api/cis/tagging/tag-association?action=list-attached-tags".into(),
                 "/rest/com/vmware/cis/tagging/tag-association?~action=list-attached-tags".into(),
@@ -593,6 +644,7 @@ impl Drop for Tagging {
         let request = self
             .http
             .delete(format!("{}{}", self.base, self.flavor.session_path()))
+            .timeout(self.options.call_timeout)
             .header("vmware-api-session-id", session);
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let server = self.server.clone();
