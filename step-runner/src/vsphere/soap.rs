@@ -100,6 +100,20 @@ impl fmt::Debug for MoRef {
     }
 }
 
+/// `https://<server>[:port]`, with an IPv6 address in brackets as URLs
+/// need it.
+pub fn base_url(server: &str, port: Option<u16>) -> String {
+    let host = if server.contains(':') && !server.starts_with('[') {
+        format!("[{server}]")
+    } else {
+        server.to_owned()
+    };
+    match port {
+        Some(port) if port != 443 => format!("https://{host}:{port}"),
+        _ => format!("https://{host}"),
+    }
+}
+
 /// A user name and password; the password never appears in `Debug`.
 #[derive(Clone)]
 pub struct Credentials {
@@ -227,10 +241,7 @@ impl VCenter {
             .connect_timeout(options.connect_timeout)
             .build()
             .map_err(|e| fail(ErrorKind::Transport(e.to_string())))?;
-        let base = match port {
-            Some(port) if port != 443 => format!("https://{server}:{port}"),
-            _ => format!("https://{server}"),
-        };
+        let base = base_url(server, port);
         let mut redactor = Redactor::default();
         redactor.add(&credentials.password);
         let mut vcenter = VCenter {
@@ -975,6 +986,14 @@ fn fault_name(kind: &ErrorKind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_servers_are_bracketed_in_urls() {
+        assert_eq!(base_url("fd00::10", Some(8443)), "https://[fd00::10]:8443");
+        assert_eq!(base_url("[fd00::10]", None), "https://[fd00::10]");
+        assert_eq!(base_url("vc.example.com", Some(443)), "https://vc.example.com");
+        assert_eq!(base_url("127.0.0.10", Some(8989)), "https://127.0.0.10:8989");
+    }
 
     /// The shape vCenter answers `HasUserPrivilegeOnEntities` with when a
     /// privilege is denied (vcsim grants everything, so it cannot show this).
