@@ -991,8 +991,14 @@ mod tests {
     fn ipv6_servers_are_bracketed_in_urls() {
         assert_eq!(base_url("fd00::10", Some(8443)), "https://[fd00::10]:8443");
         assert_eq!(base_url("[fd00::10]", None), "https://[fd00::10]");
-        assert_eq!(base_url("vc.example.com", Some(443)), "https://vc.example.com");
-        assert_eq!(base_url("127.0.0.10", Some(8989)), "https://127.0.0.10:8989");
+        assert_eq!(
+            base_url("vc.example.com", Some(443)),
+            "https://vc.example.com"
+        );
+        assert_eq!(
+            base_url("127.0.0.10", Some(8989)),
+            "https://127.0.0.10:8989"
+        );
     }
 
     /// The shape vCenter answers `HasUserPrivilegeOnEntities` with when a
