@@ -15,7 +15,7 @@ use crate::vsphere::VSphereError;
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     /// A Kubernetes call failed.
-    #[error("{action}: {source}")]
+    #[error("{action}: {}", kube_text(.source))]
     Kube {
         /// What the step was doing, naming the object.
         action: String,
@@ -39,6 +39,22 @@ pub enum StepError {
         "step {0} has no undo: it changes nothing that needs undoing, or it is past the point of no return (see docs/steps/)"
     )]
     NoUndo(&'static str),
+}
+
+/// A Kubernetes error in one readable piece. For an answer of the API
+/// server: its message, reason and code (`secrets "x" is forbidden: User
+/// "…" cannot get resource "secrets" in API group "" in the namespace "y"
+/// (Forbidden, 403)`), without kube's Debug dump of the whole Status, which
+/// repeats the message and made the last log line, the cause the
+/// orchestrator records, outgrow the 2048 bytes of the termination message
+/// (its beginning was cut off).
+fn kube_text(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => {
+            format!("{} ({}, {})", status.message, status.reason, status.code)
+        }
+        other => other.to_string(),
+    }
 }
 
 impl StepError {
@@ -183,5 +199,25 @@ impl StepContext {
                     self.vmi_ref
                 ))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_reads_as_the_api_server_wrote_it_once() {
+        let message = "secrets \"vsphere-creds\" is forbidden: User \
+            \"system:serviceaccount:vmi-system:vmi-step-runner\" cannot get resource \"secrets\" \
+            in API group \"\" in the namespace \"kube-system\"";
+        let status = kube::core::Status::failure(message, "Forbidden").with_code(403);
+        let error = StepError::kube("read Secret kube-system/vsphere-creds")(kube::Error::Api(
+            Box::new(status),
+        ));
+        assert_eq!(
+            error.to_string(),
+            format!("read Secret kube-system/vsphere-creds: {message} (Forbidden, 403)")
+        );
     }
 }

@@ -14,12 +14,16 @@ pub enum LogFormat {
 }
 
 /// Installs the global log subscriber. The level comes from `RUST_LOG`
-/// (default `info`).
+/// (default `info`). Colours only on a terminal: in a pod the log's last
+/// line becomes the failure cause in the vmi's status, where escape codes
+/// would be noise.
 pub fn init(format: LogFormat) {
+    use std::io::IsTerminal as _;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     match format {
         LogFormat::Text => builder.init(),

@@ -195,6 +195,19 @@ impl MigrationRig {
     /// the vmi namespace; nothing migrates until [`MigrationRig::create_vmi`]
     /// and [`MigrationRig::start_orchestrator`].
     pub async fn start(seed: SeedOptions, programs: Programs) -> Result<MigrationRig, RigError> {
+        MigrationRig::start_with_roles(seed, programs, STEP_RUNNER_ROLE, ORCHESTRATOR_ROLE).await
+    }
+
+    /// [`MigrationRig::start`] with other role files than the shipped ones
+    /// bound to the two service accounts (same form as [`STEP_RUNNER_ROLE`]
+    /// and [`ORCHESTRATOR_ROLE`], see [`apply_rbac`]): for tests that take
+    /// a rule away (`orchestrator/tests/rbac_rules.rs`).
+    pub async fn start_with_roles(
+        seed: SeedOptions,
+        programs: Programs,
+        step_runner_role: &str,
+        orchestrator_role: &str,
+    ) -> Result<MigrationRig, RigError> {
         for program in [&programs.orchestrator, &programs.step] {
             if !program.is_file() {
                 return Err(RigError::Invalid(format!(
@@ -215,8 +228,8 @@ impl MigrationRig {
         let rollouts = CloudConfigRollouts::start(client.clone());
         let cvo_downtime = CvoDowntime::start(client.clone());
         let namespace = cluster.plane.namespace(&client, "vmi").await?;
-        bind_service_account(&client, &namespace, SERVICE_ACCOUNT, STEP_RUNNER_ROLE).await?;
-        bind_service_account(&client, &namespace, ORCHESTRATOR_ACCOUNT, ORCHESTRATOR_ROLE).await?;
+        bind_service_account(&client, &namespace, SERVICE_ACCOUNT, step_runner_role).await?;
+        bind_service_account(&client, &namespace, ORCHESTRATOR_ACCOUNT, orchestrator_role).await?;
         let target = &cluster.target;
         let secret: Secret = from_json(json!({
             "metadata": {"name": CREDENTIALS_SECRET},
@@ -394,6 +407,13 @@ impl MigrationRig {
         }
         children::stop(&running, Duration::from_secs(5));
         !running.is_empty()
+    }
+
+    /// Whether an orchestrator process started by the rig is running (one
+    /// that lost its API server for two thirds of its lease exits, and
+    /// its Deployment would start it again: [`crate::faults`] does).
+    pub fn orchestrator_running(&self) -> bool {
+        !self.running_orchestrators().is_empty()
     }
 
     /// Stops the running orchestrator gracefully (SIGTERM).
