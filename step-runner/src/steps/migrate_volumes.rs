@@ -411,6 +411,7 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     // Move the groups, reporting progress every second meanwhile.
     let total = entries.len();
     let group_list = groups(&entries);
+    let group_count = group_list.len();
     let entries = Arc::new(entries);
     let work = futures::stream::iter(group_list.into_iter().map(|group| {
         let entries = entries.clone();
@@ -436,9 +437,9 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();
     if !failures.is_empty() {
         return Err(StepError::Unverified(format!(
-            "{} of {total} volume group(s) did not finish: {}; every volume's state and disks are in its journal ConfigMap ({}); the source disks are untouched; fix the cause and delete this step's Job to resume",
+            "{} of {group_count} volume group(s) did not finish: {}; every volume's state and disks are in its journal ConfigMap ({}) and status.volumes; the source disks are untouched; fix the cause and delete this step's Job to resume",
             failures.len(),
-            failures.join("; "),
+            first_failures(&failures),
             journal.describe("<pv>")
         )));
     }
@@ -468,6 +469,25 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
         skipped.len()
     );
     Ok(outcome)
+}
+
+/// The first failures, each shortened, so the cause fits the 2 KiB the
+/// kubelet keeps of a pod's last words; status.volumes has every one.
+fn first_failures(failures: &[String]) -> String {
+    const SHOWN: usize = 2;
+    const LONGEST: usize = 500;
+    let mut shown: Vec<String> = failures
+        .iter()
+        .take(SHOWN)
+        .map(|f| match f.char_indices().nth(LONGEST) {
+            Some((cut, _)) => format!("{}…", &f[..cut]),
+            None => f.clone(),
+        })
+        .collect();
+    if failures.len() > SHOWN {
+        shown.push(format!("and {} more", failures.len() - SHOWN));
+    }
+    shown.join("; ")
 }
 
 fn snapshot(shared: &Shared<'_>) -> BTreeMap<String, VolumeProgress> {
@@ -927,4 +947,21 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
         outcome.findings.len()
     );
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_failure_list_fits_a_termination_message() {
+        let failures: Vec<String> = (0..9)
+            .map(|i| format!("PV {i}: {}", "x".repeat(900)))
+            .collect();
+        let text = first_failures(&failures);
+        assert!(text.len() < 1200, "{} bytes", text.len());
+        assert!(
+            text.starts_with("PV 0: ") && text.contains("; PV 1: ") && text.ends_with("and 7 more")
+        );
+    }
 }
