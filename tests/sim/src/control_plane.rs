@@ -30,6 +30,9 @@ pub struct ControlPlane {
     kubeconfig: PathBuf,
     server: String,
     processes: Vec<Process>,
+    /// kube-apiserver processes started by [`ControlPlane::restart_apiserver`],
+    /// oldest first (the last one runs).
+    restarted: std::sync::Mutex<Vec<Process>>,
     kubelet_api: KubeletApi,
     /// How long the start took.
     pub startup: Duration,
@@ -142,8 +145,83 @@ impl ControlPlane {
     /// shared one stops when the test binary exits).
     pub fn stop(&self) {
         self.kubelet_api.stop();
-        let pids: Vec<u32> = self.processes.iter().map(|p| p.pid).collect();
+        let mut pids: Vec<u32> = self.processes.iter().map(|p| p.pid).collect();
+        if let Ok(restarted) = self.restarted.lock() {
+            pids.extend(restarted.iter().map(|p| p.pid));
+        }
+        // children::stop goes newest first: a restarted kube-apiserver
+        // stops before etcd, as the first one would.
         children::stop(&pids, Duration::from_secs(10));
+    }
+
+    /// The kube-apiserver process running now.
+    pub fn apiserver(&self) -> Option<Process> {
+        let restarted = self.restarted.lock().ok()?.last().cloned();
+        restarted.or_else(|| {
+            self.processes
+                .iter()
+                .find(|p| p.name == "kube-apiserver")
+                .cloned()
+        })
+    }
+
+    /// Restarts kube-apiserver as a rollout of its static pod would: stops
+    /// it (SIGTERM, SIGKILL after `grace`), starts it again with the same
+    /// command line (same port, certificates, etcd: etcd keeps every
+    /// object) appending to the same log, and waits until `/readyz`
+    /// answers `ok`. Returns how long the API was away. Blocking: call it
+    /// from a thread that may block (`tokio::task::block_in_place`).
+    /// For fault injection ([`crate::faults`]).
+    pub fn restart_apiserver(&self, grace: Duration) -> Result<Duration, SimError> {
+        let began = Instant::now();
+        let old = self
+            .apiserver()
+            .ok_or_else(|| SimError::Setup("no kube-apiserver to restart".into()))?;
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", old.pid)).map_err(|e| {
+            SimError::Setup(format!("cannot read kube-apiserver's command line: {e}"))
+        })?;
+        let words: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|w| !w.is_empty())
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        let (program, args) = words
+            .split_first()
+            .ok_or_else(|| SimError::Setup("kube-apiserver has an empty command line".into()))?;
+        children::stop(&[old.pid], grace);
+        let mut command = Command::new(program);
+        command.args(args);
+        // The port was just released; Go listens with SO_REUSEADDR, but a
+        // start that loses a race for it is tried again.
+        let mut last = None;
+        for _ in 0..3 {
+            let apiserver = children::spawn("kube-apiserver", command, &old.log)?;
+            if let Ok(mut restarted) = self.restarted.lock() {
+                restarted.push(apiserver.clone());
+            }
+            let kubeconfig = self.kubeconfig.clone();
+            let ready = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .map_err(|e| SimError::Setup(format!("no Tokio runtime: {e}")))?
+                            .block_on(wait_ready(&apiserver, &kubeconfig))
+                    })
+                    .join()
+            })
+            .unwrap_or_else(|_| Err(SimError::Setup("the readiness wait panicked".into())));
+            match ready {
+                Ok(()) => return Ok(began.elapsed()),
+                Err(err) if apiserver.is_running() => return Err(err),
+                Err(err) => last = Some(err),
+            }
+            command = Command::new(program);
+            command.args(args);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Err(last.unwrap_or_else(|| SimError::Setup("kube-apiserver did not restart".into())))
     }
 }
 
@@ -316,6 +394,7 @@ fn start_once(tools: &Tools) -> Result<ControlPlane, SimError> {
         kubeconfig,
         server,
         processes,
+        restarted: std::sync::Mutex::new(Vec::new()),
         kubelet_api,
         startup: began.elapsed(),
     })

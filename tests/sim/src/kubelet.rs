@@ -35,6 +35,9 @@ use crate::kubelet_api::{ContainerLogs, KubeletApi};
 const MESSAGE_LINES: usize = 80;
 /// …and 2048 bytes.
 const MESSAGE_BYTES: usize = 2048;
+/// How long the stand-in keeps trying to report a pod's exit while the API
+/// server does not answer.
+const REPORT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// One container run, as tests see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +145,34 @@ impl Kubelet {
     pub fn log(&self, pod: &str) -> Option<String> {
         let run = self.runs().into_iter().find(|r| r.pod == pod)?;
         std::fs::read_to_string(run.log).ok()
+    }
+
+    /// The runs whose process is running now, each with its pid (for
+    /// fault injection: [`crate::faults`]).
+    pub fn running(&self) -> Vec<(Run, u32)> {
+        let Ok(state) = self.state.lock() else {
+            return Vec::new();
+        };
+        state
+            .pids
+            .iter()
+            .filter_map(|(uid, pid)| Some((state.runs.get(uid)?.clone(), *pid)))
+            .collect()
+    }
+
+    /// Kills the process of `pod` with SIGKILL, as an out-of-memory kill or
+    /// a crashed node would: the pod is reported Failed with exit code 137
+    /// and the Job controller retries it within the Job's `backoffLimit`.
+    /// `false` when that pod has no running process.
+    pub fn kill_pod_process(&self, pod: &str) -> bool {
+        let pid = self.running().into_iter().find(|(r, _)| r.pod == pod);
+        match pid {
+            Some((_, pid)) => {
+                kill(pid, libc::SIGKILL);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Stops watching and kills every process still running.
@@ -459,9 +490,41 @@ impl Runner {
                 run.exit_code = Some(code);
             }
         }
-        let Some(pod) = self.pods().get_opt(name).await.ok().flatten() else {
-            return;
+        // Like the kubelet's status manager, keep trying while the API
+        // server is away (a restart, see [`crate::faults`]): a lost exit
+        // would leave the pod Running and its Job waiting for its deadline.
+        let deadline = std::time::Instant::now() + REPORT_PATIENCE;
+        loop {
+            match self
+                .try_report_exit(name, uid, started_at, code, message)
+                .await
+            {
+                Ok(()) => return,
+                Err(err) if std::time::Instant::now() >= deadline => {
+                    eprintln!("vmi-sim kubelet: cannot report the exit of pod {name}: {err}");
+                    return;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    /// One try of [`Runner::report_exit`]: `Ok` once reported, or when the
+    /// pod is gone.
+    async fn try_report_exit(
+        &self,
+        name: &str,
+        uid: &str,
+        started_at: &str,
+        code: i32,
+        message: &str,
+    ) -> Result<(), kube::Error> {
+        let Some(pod) = self.pods().get_opt(name).await? else {
+            return Ok(());
         };
+        if pod.metadata.uid.as_deref() != Some(uid) {
+            return Ok(()); // a new pod of the same name
+        }
         let mut terminated = json!({
             "exitCode": code,
             "reason": if code == 0 { "Completed" } else { "Error" },
@@ -486,16 +549,19 @@ impl Runner {
                 "state": {"terminated": terminated},
             }],
         }});
-        if let Err(err) = self
+        match self
             .pods()
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
             .await
         {
-            eprintln!("vmi-sim kubelet: cannot report the exit of pod {name}: {err}");
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+            Err(err) => return Err(err),
         }
         if pod.metadata.deletion_timestamp.is_some() {
             self.finish_deletion(name, uid).await;
         }
+        Ok(())
     }
 }
 

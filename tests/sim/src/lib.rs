@@ -15,6 +15,7 @@ pub mod crds;
 pub mod credential_operator;
 pub mod csi_driver;
 pub mod disruption;
+pub mod faults;
 pub mod flaky_proxy;
 pub mod inventory;
 pub mod kubelet;
