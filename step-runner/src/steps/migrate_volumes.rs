@@ -42,24 +42,6 @@ use crate::vsphere::datastore::DatastoreFile;
 /// Volumes moved at once when the spec does not say.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
-/// `namespace/claim` (or `unclaimed`) of each vSphere CSI volume, by PV name.
-pub async fn csi_volumes(context: &StepContext) -> Result<Vec<(String, String)>, StepError> {
-    let volumes = Api::<PersistentVolume>::all(context.client.clone())
-        .list(&Default::default())
-        .await
-        .map_err(StepError::kube("list PersistentVolumes"))?;
-    Ok(volumes
-        .items
-        .into_iter()
-        .filter(crate::volumes::discover::is_csi)
-        .map(|pv| {
-            let claim =
-                crate::volumes::discover::claim_of(&pv).unwrap_or_else(|| "unclaimed".into());
-            (pv.metadata.name.unwrap_or_default(), claim)
-        })
-        .collect())
-}
-
 /// Where moved disks go: the first target failure domain.
 struct Destination {
     server: String,
