@@ -636,12 +636,16 @@ async fn step_06_run_again_after_an_unknown_outcome_finds_the_folder() {
             .collect::<Vec<_>>()
     };
 
+    // Every answer slower than 2 s is cut during the first run, not just
+    // the first one: CreateFolder (4 s) is always among them, and a read
+    // that a loaded machine makes slow is cut too and read again.
     proxy.set(Behaviour::ResetSlowAnswers {
         after: Duration::from_secs(2),
-        count: 1,
+        count: u32::MAX,
     });
     let started = Instant::now();
     let err = run_step_06(&cluster, &vmi).await.unwrap_err();
+    proxy.set(Behaviour::Pass);
     let first_ms = started.elapsed().as_millis();
     let message = err.to_string();
     assert!(
@@ -651,7 +655,7 @@ async fn step_06_run_again_after_an_unknown_outcome_finds_the_folder() {
         )) && message.contains("outcome is unknown"),
         "{message}"
     );
-    assert_eq!(proxy.stats().resets, 1);
+    assert!(proxy.stats().resets >= 1, "{:?}", proxy.stats());
     println!("first run ({first_ms} ms) failed: {message}");
 
     // vCenter finishes the folder after its 4 s.
