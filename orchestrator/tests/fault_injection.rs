@@ -53,9 +53,9 @@
 //! reached the expected state, those that did not (timeouts apart from
 //! wrong end states) and the time.
 
+mod programs;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vmi_api::Pipeline;
@@ -71,35 +71,6 @@ use vmi_sim::volumes::VolumeWorkloads;
 const PATIENCE: Duration = Duration::from_secs(15 * 60);
 /// How long the volumes' workloads and attachments may take to settle.
 const SETTLE: Duration = Duration::from_secs(60);
-
-/// `vmi-orchestrator` and `vmi-step`, built next to this package's
-/// binaries, then copied: a rebuild while a long series runs must not
-/// change the programs half-way.
-fn programs() -> Programs {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "vmi-step-runner",
-            "--bin",
-            "vmi-step",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success(), "vmi-step builds");
-    let orchestrator = PathBuf::from(env!("CARGO_BIN_EXE_vmi-orchestrator"));
-    let dir = vmi_sim::children::temp_dir("fault-programs").unwrap();
-    let copy = |from: PathBuf| {
-        let to = dir.join(from.file_name().unwrap());
-        std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
-        to
-    };
-    Programs {
-        step: copy(orchestrator.with_file_name("vmi-step")),
-        orchestrator: copy(orchestrator),
-    }
-}
 
 /// A rig with volumes and a vmi that moves them in Copy mode, its
 /// orchestrator started.
@@ -315,7 +286,7 @@ async fn every_disturbed_migration_ends_in_the_undisturbed_state() {
         .ok()
         .and_then(|v| v.parse().ok());
     let mut random = TestRandom::from_env_or_clock();
-    let programs = programs();
+    let programs = programs::copied("fault-programs");
 
     let (outcome, baseline) = run(&programs, None, None).await;
     report(0, &outcome);

@@ -16,15 +16,15 @@
 //! control plane was replaced exactly three times; and no secret reached a
 //! log, an Event, the status, a ConfigMap or a Job.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod programs;
+
 use std::time::Duration;
 use vmi_sim::test_random::TestRandom;
 
 use vmi_api::Phase;
 use vmi_sim::crds::InfrastructureCrd;
 use vmi_sim::migration::vmi_manifest::TARGET_FAILURE_DOMAIN;
-use vmi_sim::migration::{self, MigrationRig, Programs, VmiOptions};
+use vmi_sim::migration::{self, MigrationRig, VmiOptions};
 use vmi_sim::seed::{CloudConfigFormat, SeedOptions};
 use vmi_sim::volumes::{self, VolumeWorkloads};
 
@@ -35,27 +35,6 @@ use kube::api::Api;
 const PATIENCE: Duration = Duration::from_secs(20 * 60);
 /// One whole simulated cluster at a time: each is several processes.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// `vmi-orchestrator` and `vmi-step`, built next to this package's binaries.
-fn programs() -> Programs {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "vmi-step-runner",
-            "--bin",
-            "vmi-step",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success(), "vmi-step builds");
-    let orchestrator = PathBuf::from(env!("CARGO_BIN_EXE_vmi-orchestrator"));
-    Programs {
-        step: orchestrator.with_file_name("vmi-step"),
-        orchestrator,
-    }
-}
 
 /// Kills the orchestrator `kills` times at random moments, restarting it
 /// each time, unless the migration ends first; returns the kills made.
@@ -159,7 +138,7 @@ async fn migrate(
         cloud_config: format,
         ..SeedOptions::default()
     };
-    let mut rig = MigrationRig::start(seed, programs()).await.unwrap();
+    let mut rig = MigrationRig::start(seed, programs::built()).await.unwrap();
     let mut options = VmiOptions::default();
     if with_volumes {
         rig.seed_volumes(&VolumeWorkloads {

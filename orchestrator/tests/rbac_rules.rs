@@ -39,9 +39,9 @@
 //! whose key (as printed, e.g. `vmi-step-runner openshift-config
 //! configmaps(cloud-provider-config) get,update`) contains it.
 
+mod programs;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
@@ -50,7 +50,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
 use vmi_api::{Phase, VSphereMigrationInfraStatus};
 use vmi_sim::crds::InfrastructureCrd;
-use vmi_sim::migration::{self, MigrationRig, Programs, VmiOptions};
+use vmi_sim::migration::{self, MigrationRig, VmiOptions};
 use vmi_sim::seed::{CloudConfigFormat, SeedOptions};
 use vmi_sim::test_random::TestRandom;
 use vmi_sim::volumes::VolumeWorkloads;
@@ -573,27 +573,6 @@ struct Finding {
     line: String,
 }
 
-/// `vmi-orchestrator` and `vmi-step`, built next to this package's binaries.
-fn programs() -> Programs {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "vmi-step-runner",
-            "--bin",
-            "vmi-step",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success(), "vmi-step builds");
-    let orchestrator = PathBuf::from(env!("CARGO_BIN_EXE_vmi-orchestrator"));
-    Programs {
-        step: orchestrator.with_file_name("vmi-step"),
-        orchestrator,
-    }
-}
-
 /// Starts a rig bound to `roles`, set up for `scenario`, with the
 /// orchestrator running.
 async fn start(
@@ -611,9 +590,10 @@ async fn start(
         },
         ..SeedOptions::default()
     };
-    let mut rig = MigrationRig::start_with_roles(seed, programs(), step_runner, orchestrator)
-        .await
-        .map_err(|e| format!("the rig did not start: {e}"))?;
+    let mut rig =
+        MigrationRig::start_with_roles(seed, programs::built(), step_runner, orchestrator)
+            .await
+            .map_err(|e| format!("the rig did not start: {e}"))?;
     let mut options = VmiOptions::default();
     if matches!(scenario, Scenario::Volumes | Scenario::VolumesWithJob) {
         rig.seed_volumes(&VolumeWorkloads {

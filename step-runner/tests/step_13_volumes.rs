@@ -297,6 +297,19 @@ async fn copy_mode_moves_every_volume_with_its_bytes_and_brings_the_workloads_ba
             "PV {name} changed on a second run"
         );
     }
+    let again = step_status(&rig.client, &vmi, Step::MigrateVolumes).await;
+    let result = again.result.clone().unwrap_or_default();
+    assert!(
+        result.contains("5 volume(s) were already on vCenter")
+            && result.ends_with("nothing changed"),
+        "{again:?}"
+    );
+    assert!(again.changes.is_empty(), "{again:?}");
+    assert_eq!(
+        again.backups.len(),
+        5,
+        "the journals are still listed: {again:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -392,6 +392,10 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
 
     // Move the groups, reporting progress every second meanwhile.
     let total = entries.len();
+    let complete_before = entries
+        .values()
+        .filter(|e| e.state == State::Complete)
+        .count();
     let group_list = groups(&entries);
     let group_count = group_list.len();
     let entries = Arc::new(entries);
@@ -427,6 +431,12 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     }
     let mut outcome = Outcome::default();
     for entry in entries.values() {
+        outcome
+            .backups
+            .push(journal.describe(&entry.persistent_volume));
+        if complete_before == total {
+            continue;
+        }
         outcome.changes.push(format!(
             "PersistentVolume {}: disk {} on {} → {} on {} ({})",
             entry.persistent_volume,
@@ -436,20 +446,25 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
             entry.target.server,
             entry.target.path
         ));
-        outcome
-            .backups
-            .push(journal.describe(&entry.persistent_volume));
     }
     outcome.findings = skipped
         .iter()
         .map(|s| format!("left on the source: {s}"))
         .collect();
-    outcome.result = format!(
-        "{total} volume(s) moved to vCenter {} and verified ({:?} mode); {} left on the source; the source disks are kept until step 15",
-        shared.destination.server,
-        shared.mode,
-        skipped.len()
-    );
+    outcome.result = if complete_before == total {
+        format!(
+            "{total} volume(s) were already on vCenter {} and are verified again; {} left on the source; nothing changed",
+            shared.destination.server,
+            skipped.len()
+        )
+    } else {
+        format!(
+            "{total} volume(s) moved to vCenter {} and verified ({:?} mode); {} left on the source; the source disks are kept until step 15",
+            shared.destination.server,
+            shared.mode,
+            skipped.len()
+        )
+    };
     Ok(outcome)
 }
 
@@ -564,10 +579,13 @@ async fn migrate_group(shared: &Shared<'_>, mut members: Vec<Entry>) -> Result<(
                 .map_err(|e| format!("{names:?}: {e}"))?;
         }
     }
-    // Verify end to end.
-    for entry in members.iter_mut().filter(|e| e.state < State::Complete) {
+    // Verify end to end, again for volumes a previous run completed.
+    for entry in members.iter_mut() {
         if let Err(e) = verify(shared, entry).await {
             return Err(fail(shared, entry, e));
+        }
+        if entry.state == State::Complete {
+            continue;
         }
         entry.state = State::Complete;
         shared
