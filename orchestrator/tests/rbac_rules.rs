@@ -162,8 +162,12 @@ const PLAN: &[(&str, Check)] = &[
         Check::StepFails(Scenario::Volumes), // 00
     ),
     (
-        "vmi-step-runner cluster deployments,statefulsets,replicasets get,patch",
+        "vmi-step-runner cluster deployments,statefulsets,replicasets get",
         Check::StepFails(Scenario::Volumes), // 00
+    ),
+    (
+        "vmi-step-runner cluster deployments/scale,statefulsets/scale,replicasets/scale patch",
+        Check::StepFails(Scenario::Volumes), // 13
     ),
     (
         "vmi-step-runner cluster jobs get,patch",
@@ -209,7 +213,7 @@ const PLAN: &[(&str, Check)] = &[
     ),
     (
         "vmi-step-runner openshift-cluster-version deployments(cluster-version-operator) get,patch",
-        Check::GrantedBy("vmi-step-runner cluster deployments,statefulsets,replicasets get,patch"),
+        Check::StepFails(Scenario::Legacy), // 01
     ),
     (
         "vmi-step-runner openshift-machine-api controlplanemachinesets(cluster) get,delete,update,patch",
@@ -241,7 +245,7 @@ const PLAN: &[(&str, Check)] = &[
     ),
     (
         "vmi-step-runner openshift-machine-api deployments(machine-api-controllers) get",
-        Check::GrantedBy("vmi-step-runner cluster deployments,statefulsets,replicasets get,patch"),
+        Check::GrantedBy("vmi-step-runner cluster deployments,statefulsets,replicasets get"),
     ),
     (
         "vmi-step-runner openshift-machine-api pods list,delete",
@@ -257,7 +261,7 @@ const PLAN: &[(&str, Check)] = &[
     ),
     (
         "vmi-step-runner openshift-cloud-controller-manager deployments(vsphere-cloud-controller-manager) get",
-        Check::GrantedBy("vmi-step-runner cluster deployments,statefulsets,replicasets get,patch"),
+        Check::GrantedBy("vmi-step-runner cluster deployments,statefulsets,replicasets get"),
     ),
     (
         "vmi-step-runner openshift-cloud-controller-manager pods list,delete",
@@ -273,7 +277,7 @@ const PLAN: &[(&str, Check)] = &[
     ),
     (
         "vmi-step-runner openshift-cluster-csi-drivers deployments(vmware-vsphere-csi-driver-operator,vmware-vsphere-csi-driver-controller) get",
-        Check::GrantedBy("vmi-step-runner cluster deployments,statefulsets,replicasets get,patch"),
+        Check::GrantedBy("vmi-step-runner cluster deployments,statefulsets,replicasets get"),
     ),
     (
         "vmi-step-runner openshift-cluster-csi-drivers daemonsets(vmware-vsphere-csi-driver-node) get",
@@ -293,7 +297,7 @@ const PLAN: &[(&str, Check)] = &[
     ),
     (
         "vmi-step-runner openshift-cluster-storage-operator deployments(vsphere-problem-detector-operator) get",
-        Check::GrantedBy("vmi-step-runner cluster deployments,statefulsets,replicasets get,patch"),
+        Check::GrantedBy("vmi-step-runner cluster deployments,statefulsets,replicasets get"),
     ),
     (
         "vmi-step-runner openshift-cluster-storage-operator pods list,delete",

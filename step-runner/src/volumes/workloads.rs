@@ -2,8 +2,12 @@
 //! to 0 and back to the replicas the journal recorded, Jobs suspended and
 //! resumed. (Pods without an owner are not moved: see `discover`.)
 //!
-//! The four kinds are read and patched through one dynamic client: they
-//! differ only in their group and in what "replicas" means for a Job.
+//! The four kinds are read through one dynamic client: they differ only in
+//! their group and in what "replicas" means for a Job. Deployments,
+//! StatefulSets and ReplicaSets are scaled through their `scale`
+//! subresource, so the step runner may change their replica count in any
+//! namespace but never their pod template; a Job has no `scale` and is
+//! suspended by a patch.
 
 use std::time::Duration;
 
@@ -70,12 +74,27 @@ pub async fn current_replicas(context: &StepContext, owner: &Owner) -> Result<i3
         .map_or(0, |object| replicas(&owner.kind, &object)))
 }
 
-async fn patch(context: &StepContext, owner: &Owner, body: Value) -> Result<(), StepError> {
-    match api(context, owner)?
-        .patch(&owner.name, &PatchParams::default(), &Patch::Merge(&body))
-        .await
-    {
-        Ok(_) => Ok(()),
+/// Sets `owner`'s replicas, or for a Job whether it is suspended.
+async fn set_replicas(
+    context: &StepContext,
+    owner: &Owner,
+    replicas: i32,
+) -> Result<(), StepError> {
+    let api = api(context, owner)?;
+    let params = PatchParams::default();
+    let done = if owner.kind == "Job" {
+        let body = json!({"spec": {"suspend": replicas == 0}});
+        api.patch(&owner.name, &params, &Patch::Merge(&body))
+            .await
+            .map(drop)
+    } else {
+        let body = json!({"spec": {"replicas": replicas}});
+        api.patch_scale(&owner.name, &params, &Patch::Merge(&body))
+            .await
+            .map(drop)
+    };
+    match done {
+        Ok(()) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Err(StepError::Refused(format!(
             "{} is gone; the journal records it with {} replica(s); recreate it or remove it from the journal entries that name it (docs/volumes.md), then delete this step's Job to retry",
             owner.describe(),
@@ -87,22 +106,12 @@ async fn patch(context: &StepContext, owner: &Owner, body: Value) -> Result<(), 
 
 /// Stops `owner`: replicas 0, or a Job suspended.
 pub async fn stop(context: &StepContext, owner: &Owner) -> Result<(), StepError> {
-    let body = if owner.kind == "Job" {
-        json!({"spec": {"suspend": true}})
-    } else {
-        json!({"spec": {"replicas": 0}})
-    };
-    patch(context, owner, body).await
+    set_replicas(context, owner, 0).await
 }
 
 /// Starts `owner` again as the journal recorded it.
 pub async fn start(context: &StepContext, owner: &Owner) -> Result<(), StepError> {
-    let body = if owner.kind == "Job" {
-        json!({"spec": {"suspend": owner.replicas == 0}})
-    } else {
-        json!({"spec": {"replicas": owner.replicas}})
-    };
-    patch(context, owner, body).await
+    set_replicas(context, owner, owner.replicas).await
 }
 
 /// Waits until no running pod uses any of `claims` (`namespace/name`).

@@ -477,8 +477,14 @@ async fn the_api_server_accepts_every_object_and_grants_exactly_the_rules() {
         ("vmi-step-runner", ("delete", "", "pods"), "default", None),
         (
             "vmi-step-runner",
-            // patch is granted cluster-wide for step 13 (it scales the
-            // workloads that use volumes); deleting one never is.
+            // step 13 scales the workloads that use volumes through their
+            // scale subresource; their pod template stays out of reach.
+            ("patch", "apps", "deployments"),
+            "default",
+            Some("web"),
+        ),
+        (
+            "vmi-step-runner",
             ("delete", "apps", "deployments"),
             "openshift-cluster-version",
             Some("other"),
