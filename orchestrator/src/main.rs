@@ -98,8 +98,15 @@ struct RunArgs {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // kube's watcher warns about each failed list with a debug dump of the
+    // API's answer; the orchestrator says the same once in plain words (see
+    // `run`). Keep the watcher's own lines for whoever asks for them.
+    let asked_for_kube = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("kube_runtime"));
+    if !asked_for_kube && let Ok(quiet) = "kube_runtime::watcher=error".parse() {
+        filter = filter.add_directive(quiet);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Config};
@@ -77,6 +77,10 @@ async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, RunError> {
     };
     Client::try_from(config).map_err(|e| RunError::Config(e.to_string()))
 }
+
+/// How long the orchestrator waits, after SIGTERM, for reconciles already
+/// running before it stops anyway (well inside a pod's default 30 s grace).
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the orchestrator until SIGTERM/Ctrl-C (Ok) or until the lease is
 /// lost (Err).
@@ -150,12 +154,29 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         .graceful_shutdown_on(shutdown_signal())
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
-            if let Err(err) = result {
-                tracing::debug!(error = %err, "reconcile ended with an error");
+            match result {
+                Ok(_) => {}
+                Err(controller::Error::QueueError(err)) => warn!(
+                    error = %err,
+                    "cannot read the vmis or their Jobs; nothing is reconciled until the orchestrator's Role allows list and watch on both (deploy/base/rbac/orchestrator.yaml) and the API server answers; retrying"
+                ),
+                Err(err) => tracing::debug!(error = %err, "reconcile ended with an error"),
             }
         });
+    // Stopping waits for running reconciles, but not for ever: one blocked
+    // on an API server that does not answer (or a watch that cannot start)
+    // must not hold a Deployment rollout or a node drain until SIGKILL. A
+    // reconcile cut short is safe: every one starts from what it reads.
+    let stop_deadline = async {
+        shutdown_signal().await;
+        tokio::time::sleep(STOP_GRACE).await;
+    };
     let outcome = tokio::select! {
         () = running => Ok(()),
+        () = stop_deadline => {
+            warn!(grace_seconds = STOP_GRACE.as_secs(), "the running reconciles did not end in time after the stop signal; stopping without them");
+            Ok(())
+        }
         lost = leadership.keep() => Err(lost),
     };
     metrics.set_leader(false);

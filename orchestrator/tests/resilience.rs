@@ -130,3 +130,95 @@ async fn two_replicas_never_run_a_step_twice_and_the_survivor_takes_over() {
         "both replicas created Jobs in turn: {creators:?}"
     );
 }
+
+/// An orchestrator that leads but may not read vmis (a Role without them)
+/// still stops within seconds of SIGTERM, as a Deployment's rollout or a
+/// drained node asks, and says why it could not work meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_on_sigterm_even_when_it_cannot_read_vmis() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use kube::Api;
+    use kube::api::PostParams;
+
+    let mut rig = Rig::new(&ten_steps()).await;
+    let ns = rig.namespace.clone();
+    let post = PostParams::default();
+    Api::<ServiceAccount>::namespaced(rig.client.clone(), &ns)
+        .create(
+            &post,
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "blind"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    Api::<Role>::namespaced(rig.client.clone(), &ns)
+        .create(
+            &post,
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "blind"},
+                "rules": [
+                    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+                    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
+                ]
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(rig.client.clone(), &ns)
+        .create(
+            &post,
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "blind"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "blind"},
+                "subjects": [{"kind": "ServiceAccount", "name": "blind", "namespace": ns}]
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let token = vmi_sim::migration::service_account_token(&rig.client, &ns, "blind")
+        .await
+        .unwrap();
+    let kubeconfig = vmi_sim::children::temp_dir("blind")
+        .unwrap()
+        .join("kubeconfig");
+    rig.control_plane
+        .write_token_kubeconfig(&token, &kubeconfig)
+        .unwrap();
+    let port = rig.start_orchestrator_as("blind", &kubeconfig);
+    let deadline = Instant::now() + PATIENCE;
+    let leads = || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && http_get(port, "/metrics")
+                .lines()
+                .any(|l| l == "vmi_leader 1")
+    };
+    while !leads() {
+        assert!(Instant::now() < deadline, "{}", rig.orchestrator_logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let it try to list the vmis for a while.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let logs = rig.orchestrator_logs();
+    assert!(
+        logs.contains("forbidden")
+            && logs.contains("cannot list resource \"vspheremigrationinfra\""),
+        "it says it may not read the vmis: {logs}"
+    );
+    let pid = rig.orchestrator_pid("blind").unwrap();
+    let started = Instant::now();
+    vmi_sim::children::stop(&[pid], Duration::from_secs(25));
+    let took = started.elapsed();
+    println!("stopped {} ms after SIGTERM", took.as_millis());
+    assert!(
+        took < Duration::from_secs(15),
+        "it took {took:?} to stop: {}",
+        rig.orchestrator_logs()
+    );
+    assert!(
+        rig.orchestrator_logs().contains("stopping"),
+        "{}",
+        rig.orchestrator_logs()
+    );
+}

@@ -117,12 +117,19 @@ impl Rig {
 
     /// Starts an orchestrator replica named `identity`; returns its metrics port.
     pub fn start_orchestrator(&mut self, identity: &str) -> u16 {
+        let kubeconfig = self.control_plane.kubeconfig().to_owned();
+        self.start_orchestrator_as(identity, &kubeconfig)
+    }
+
+    /// Starts an orchestrator replica named `identity` that talks to the API
+    /// server as `kubeconfig` says; returns its metrics port.
+    pub fn start_orchestrator_as(&mut self, identity: &str, kubeconfig: &std::path::Path) -> u16 {
         let port = free_port();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vmi-orchestrator"));
         command
             .arg("run")
             .arg("--kubeconfig")
-            .arg(self.control_plane.kubeconfig())
+            .arg(kubeconfig)
             .args(["--namespace", &self.namespace])
             .args(["--image", "vmi-test:latest"])
             .args(["--step-command", &self.steps.command()])

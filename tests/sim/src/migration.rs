@@ -628,8 +628,8 @@ pub fn rbac_documents(rbac: &str, namespace: &str) -> Result<Vec<Value>, RigErro
 }
 
 /// A token of service account `account` (TokenRequest), valid longer than
-/// any run.
-async fn service_account_token(
+/// any run: what a pod of that account would present.
+pub async fn service_account_token(
     client: &Client,
     namespace: &str,
     account: &str,
