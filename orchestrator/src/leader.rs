@@ -98,7 +98,9 @@ pub async fn acquire(client: Client, config: LeaseConfig) -> Leadership {
                     announced = holder;
                 }
             }
-            Err(err) => warn!(lease = %config.name, error = %err, "cannot read or write the lease"),
+            Err(err) => {
+                warn!(lease = %config.name, error = %crate::kube_text::kube_error(&err), "cannot read or write the lease")
+            }
         }
         tokio::time::sleep(config.retry_period).await;
     }
@@ -133,8 +135,8 @@ impl Leadership {
                     return self.lost(last_error);
                 }
                 Err(err) => {
-                    warn!(lease = %self.config.name, error = %err, "cannot renew the lease");
-                    last_error = err.to_string();
+                    last_error = crate::kube_text::kube_error(&err);
+                    warn!(lease = %self.config.name, error = %last_error, "cannot renew the lease");
                 }
             }
             if last_renewal.elapsed() > self.config.renew_deadline {
@@ -169,7 +171,9 @@ impl Leadership {
             .await
         {
             Ok(_) => info!(lease = %self.config.name, "released the lease"),
-            Err(err) => warn!(lease = %self.config.name, error = %err, "cannot release the lease"),
+            Err(err) => {
+                warn!(lease = %self.config.name, error = %crate::kube_text::kube_error(&err), "cannot release the lease")
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod conditions;
 pub mod decide;
 pub mod job;
+pub mod kube_text;
 pub mod leader;
 pub mod metrics;
 pub mod observed;

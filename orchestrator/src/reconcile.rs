@@ -47,7 +47,7 @@ pub struct Context {
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     /// An API call failed.
-    #[error("vmi {vmi}: {action}: {source}")]
+    #[error("vmi {vmi}: {action}: {}", crate::kube_text::kube_error(.source))]
     Kube {
         /// `namespace/name` of the vmi.
         vmi: String,
@@ -337,7 +337,7 @@ async fn publish(ctx: &Context, vmi: &VSphereMigrationInfra, notes: &[Note]) {
             secondary: None,
         };
         if let Err(err) = ctx.recorder.publish(&event, &reference).await {
-            warn!(vmi = %vmi.name_any(), reason = note.reason, error = %err, "cannot publish event");
+            warn!(vmi = %vmi.name_any(), reason = note.reason, error = %crate::kube_text::kube_error(&err), "cannot publish event");
         }
     }
 }

@@ -157,7 +157,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
             match result {
                 Ok(_) => {}
                 Err(controller::Error::QueueError(err)) => warn!(
-                    error = %err,
+                    error = %crate::kube_text::watch_error(&err),
                     "cannot read the vmis or their Jobs; nothing is reconciled until the orchestrator's Role allows list and watch on both (deploy/base/rbac/orchestrator.yaml) and the API server answers; retrying"
                 ),
                 Err(err) => tracing::debug!(error = %err, "reconcile ended with an error"),

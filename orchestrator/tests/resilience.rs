@@ -202,6 +202,17 @@ async fn stops_on_sigterm_even_when_it_cannot_read_vmis() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let logs = rig.orchestrator_logs();
     assert!(
+        logs.contains("cannot read the vmis or their Jobs")
+            && logs.contains(
+                r#"cannot list resource "vspheremigrationinfra" in API group "config.openshift.io""#
+            ),
+        "it says in plain words that it may not read the vmis: {logs}"
+    );
+    assert!(
+        !logs.contains("Status {"),
+        "no debug dump of the API's answer: {logs}"
+    );
+    assert!(
         logs.contains("forbidden")
             && logs.contains("cannot list resource \"vspheremigrationinfra\""),
         "it says it may not read the vmis: {logs}"
