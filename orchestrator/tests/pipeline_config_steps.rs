@@ -6,7 +6,8 @@
 //! and folder are in vcsim, cloud-provider-config was edited exactly once,
 //! and the cluster-version operator is down only on the legacy path.
 
-use std::path::PathBuf;
+mod programs;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -26,25 +27,8 @@ use vmi_sim::seed::{CloudConfigFormat, SeedOptions, SimCluster};
 const SAMPLE: &str = include_str!("../../deploy/samples/vmi.yaml");
 const ROLE: &str = include_str!("../../deploy/base/rbac/step-runner.yaml");
 
-/// `vmi-step`, built next to this package's binaries.
-fn vmi_step() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "vmi-step-runner",
-            "--bin",
-            "vmi-step",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success(), "vmi-step builds");
-    PathBuf::from(env!("CARGO_BIN_EXE_vmi-orchestrator")).with_file_name("vmi-step")
-}
-
 async fn run(crd: InfrastructureCrd, format: CloudConfigFormat, expected: MigrationPath) {
-    let step = vmi_step();
+    let step = programs::built().step;
     let cluster = SimCluster::start(SeedOptions {
         infrastructure_crd: crd,
         cloud_config: format,

@@ -136,56 +136,17 @@ async fn two_replicas_never_run_a_step_twice_and_the_survivor_takes_over() {
 /// drained node asks, and says why it could not work meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stops_on_sigterm_even_when_it_cannot_read_vmis() {
-    use k8s_openapi::api::core::v1::ServiceAccount;
-    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-    use kube::Api;
-    use kube::api::PostParams;
-
     let mut rig = Rig::new(&ten_steps()).await;
-    let ns = rig.namespace.clone();
-    let post = PostParams::default();
-    Api::<ServiceAccount>::namespaced(rig.client.clone(), &ns)
-        .create(
-            &post,
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": "blind"}})).unwrap(),
+    // It may lead and publish events, nothing else.
+    let kubeconfig = rig
+        .account_kubeconfig(
+            "blind",
+            serde_json::json!([
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+                {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
+            ]),
         )
-        .await
-        .unwrap();
-    Api::<Role>::namespaced(rig.client.clone(), &ns)
-        .create(
-            &post,
-            &serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "blind"},
-                "rules": [
-                    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
-                    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
-                ]
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    Api::<RoleBinding>::namespaced(rig.client.clone(), &ns)
-        .create(
-            &post,
-            &serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "blind"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "blind"},
-                "subjects": [{"kind": "ServiceAccount", "name": "blind", "namespace": ns}]
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    let token = vmi_sim::migration::service_account_token(&rig.client, &ns, "blind")
-        .await
-        .unwrap();
-    let kubeconfig = vmi_sim::children::temp_dir("blind")
-        .unwrap()
-        .join("kubeconfig");
-    rig.control_plane
-        .write_token_kubeconfig(&token, &kubeconfig)
-        .unwrap();
+        .await;
     let port = rig.start_orchestrator_as("blind", &kubeconfig);
     let deadline = Instant::now() + PATIENCE;
     let leads = || {

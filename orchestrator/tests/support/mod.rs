@@ -61,39 +61,14 @@ impl Rig {
         vmi_sim::crds::install_vmi_crd(&client).await.unwrap();
         let namespace = control_plane.namespace(&client, "orch").await.unwrap();
         // The step pods' service account may read ConfigMaps, nothing else.
-        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &namespace);
-        accounts
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": "vmi-step-runner"}})).unwrap(),
-            )
-            .await
-            .unwrap();
-        let roles: Api<Role> = Api::namespaced(client.clone(), &namespace);
-        roles
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({
-                    "metadata": {"name": "test-steps"},
-                    "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]
-                }))
-                .unwrap(),
-            )
-            .await
-            .unwrap();
-        let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &namespace);
-        bindings
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({
-                    "metadata": {"name": "test-steps"},
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "test-steps"},
-                    "subjects": [{"kind": "ServiceAccount", "name": "vmi-step-runner", "namespace": namespace}]
-                }))
-                .unwrap(),
-            )
-            .await
-            .unwrap();
+        bind_account(
+            &client,
+            &namespace,
+            "vmi-step-runner",
+            "test-steps",
+            json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]),
+        )
+        .await;
         let steps = TestSteps::new().unwrap();
         let tools = Tools::get().unwrap();
         let kubelet_env = steps.env(tools.bin("kubectl").parent().unwrap());
@@ -295,6 +270,61 @@ impl Rig {
                 )
             })
             .collect()
+    }
+}
+
+/// Creates service account `account` in `namespace` and a Role `role` with
+/// `rules` bound to it.
+pub async fn bind_account(
+    client: &Client,
+    namespace: &str,
+    account: &str,
+    role: &str,
+    rules: serde_json::Value,
+) {
+    let post = PostParams::default();
+    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create(
+            &post,
+            &serde_json::from_value(json!({"metadata": {"name": account}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    Api::<Role>::namespaced(client.clone(), namespace)
+        .create(
+            &post,
+            &serde_json::from_value(json!({"metadata": {"name": role}, "rules": rules})).unwrap(),
+        )
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), namespace)
+        .create(
+            &post,
+            &serde_json::from_value(json!({
+                "metadata": {"name": role},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+impl Rig {
+    /// A kubeconfig that acts as a new service account `account` of the
+    /// rig's namespace, allowed only `rules` there.
+    pub async fn account_kubeconfig(&self, account: &str, rules: serde_json::Value) -> PathBuf {
+        bind_account(&self.client, &self.namespace, account, account, rules).await;
+        let token =
+            vmi_sim::migration::service_account_token(&self.client, &self.namespace, account)
+                .await
+                .unwrap();
+        let kubeconfig = self.dir.join(format!("{account}.kubeconfig"));
+        self.control_plane
+            .write_token_kubeconfig(&token, &kubeconfig)
+            .unwrap();
+        kubeconfig
     }
 }
 
