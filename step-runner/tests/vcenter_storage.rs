@@ -3,45 +3,15 @@
 
 mod support;
 
-use support::{connect_trusted, lookup, simulator};
+use support::{connect_trusted, file, lookup, pattern, sha256, simulator};
 use vmi_step_runner::vsphere::ErrorKind;
 use vmi_step_runner::vsphere::cns::{ContainerCluster, NewVolume};
-use vmi_step_runner::vsphere::datastore::DatastoreFile;
-
-/// Deterministic bytes that are not all alike.
-fn pattern(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_f491_u32;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect()
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn file(path: &str) -> DatastoreFile {
-    DatastoreFile {
-        datacenter: "datacenter-a".into(),
-        datastore: "datastore-a".into(),
-        path: path.into(),
-    }
-}
 
 #[tokio::test(flavor = "current_thread")]
 async fn datastore_files_stream_both_ways_with_counts_and_checksums() {
     let sim = simulator("files", "pw-files");
     let vcenter = connect_trusted(&sim).await;
-    let bytes = pattern(3 * 1024 * 1024 + 17);
+    let bytes = pattern(3 * 1024 * 1024 + 17, 0x2545_f491);
     let target = file("vmi/pv one/disk-1.vmdk");
 
     let before = vcenter.round_trips();
@@ -122,7 +92,7 @@ async fn first_class_disks_are_registered_read_back_and_deleted() {
 
     // A copied disk file becomes a First Class Disk by registering it.
     let copied = file("vmi/copied.vmdk");
-    let bytes = pattern(64 * 1024);
+    let bytes = pattern(64 * 1024, 0x2545_f491);
     vcenter
         .upload(
             &copied,

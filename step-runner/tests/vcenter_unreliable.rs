@@ -9,10 +9,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Captured, simulator};
+use support::{Captured, file, pattern, sha256, simulator};
 use vmi_sim::flaky_proxy::{Behaviour, Direction, FlakyProxy, ProxyStats};
 use vmi_sim::vcsim::VCenterSim;
-use vmi_step_runner::vsphere::datastore::DatastoreFile;
 use vmi_step_runner::vsphere::{ClientOptions, Credentials, ErrorKind, Trust, VCenter};
 
 /// Short limits, so that the tests take seconds; the retry policy is the
@@ -61,35 +60,6 @@ fn retry_warnings<'a>(logs: &'a str, method: &str) -> Vec<&'a str> {
         .filter(|l| l.contains("WARN") && l.contains("trying again"))
         .filter(|l| l.contains(&format!("method={method} ")))
         .collect()
-}
-
-/// Deterministic bytes that are not all alike.
-fn pattern(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_u32;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect()
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn file(path: &str) -> DatastoreFile {
-    DatastoreFile {
-        datacenter: "datacenter-a".into(),
-        datastore: "datastore-a".into(),
-        path: path.into(),
-    }
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -337,7 +307,7 @@ async fn a_slow_vcenter_that_keeps_answering_is_waited_for() {
     let folder_ms = started.elapsed().as_millis();
 
     let size_mib = 16;
-    let bytes = pattern(size_mib << 20);
+    let bytes = pattern(size_mib << 20, 0x9e37_79b9);
     let target = file("slow/disk-1.vmdk");
     let started = Instant::now();
     let sent = vcenter
@@ -392,7 +362,7 @@ async fn a_stalled_transfer_times_out() {
     let proxy = FlakyProxy::in_front_of(&sim).unwrap();
     let options = short_limits();
     let vcenter = connect_via(&proxy, &sim, options.clone()).await.unwrap();
-    let bytes = pattern(4 << 20);
+    let bytes = pattern(4 << 20, 0x9e37_79b9);
     let target = file("stall/disk-1.vmdk");
     vcenter
         .upload(
@@ -434,7 +404,7 @@ async fn a_stalled_transfer_times_out() {
         direction: Direction::ToServer,
         bytes: 1 << 20,
     });
-    let big = pattern(16 << 20);
+    let big = pattern(16 << 20, 0x9e37_79b9);
     let started = Instant::now();
     let err = vcenter
         .upload(

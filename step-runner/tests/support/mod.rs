@@ -245,3 +245,34 @@ async fn point_at_simulated_target(
         .await
         .unwrap();
 }
+
+/// Deterministic bytes that are not all alike, from `seed`.
+pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
+}
+
+/// The SHA-256 of `bytes` in lower-case hex, as vmi records it.
+pub fn sha256(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `path` on the seeded source datastore `datastore-a` of `datacenter-a`.
+pub fn file(path: &str) -> vmi_step_runner::vsphere::datastore::DatastoreFile {
+    vmi_step_runner::vsphere::datastore::DatastoreFile {
+        datacenter: "datacenter-a".into(),
+        datastore: "datastore-a".into(),
+        path: path.into(),
+    }
+}
