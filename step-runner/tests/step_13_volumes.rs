@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::Client;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::{run_step, step_status, step_vmi_with};
 use vmi_api::Step;
@@ -310,6 +310,50 @@ async fn copy_mode_moves_every_volume_with_its_bytes_and_brings_the_workloads_ba
         5,
         "the journals are still listed: {again:?}"
     );
+
+    // A kill after the workloads were told to start, before Restored was
+    // recorded: the undo must not point the volumes back at the older
+    // source disks (their workloads may have written to the copies).
+    let configmaps = Api::<ConfigMap>::namespaced(rig.client.clone(), &vmi.namespace);
+    for cm in configmaps
+        .list(&ListParams::default().labels(&format!("{JOURNAL_LABEL}={}", vmi.name)))
+        .await
+        .unwrap()
+        .items
+    {
+        let mut entry: serde_json::Value =
+            serde_json::from_str(&cm.data.as_ref().unwrap()["entry.json"]).unwrap();
+        assert_eq!(
+            entry["workloadsStarted"], true,
+            "recorded before the start: {entry}"
+        );
+        entry["state"] = "Rebound".into();
+        configmaps
+            .patch(
+                cm.metadata.name.as_deref().unwrap(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"entry.json": entry.to_string()}})),
+            )
+            .await
+            .unwrap();
+    }
+    let before = pvs(&rig.client).await;
+    let refusal = run_step(&rig.cluster, &vmi, Action::Undo(Step::MigrateVolumes))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refusal.contains("its workloads were started on the copy")
+            && refusal.contains("nothing was changed"),
+        "{refusal}"
+    );
+    let after = pvs(&rig.client).await;
+    for (name, pv) in &before {
+        assert_eq!(
+            pv.metadata.resource_version, after[name].metadata.resource_version,
+            "the refused undo changed PV {name}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,12 +542,37 @@ async fn an_unverifiable_relocate_detaches_and_deletes_nothing_and_the_undo_rest
             .unwrap()
             .is_none()
     );
-    // Rolling back puts the workload back on its source disk.
+    // Rolling back takes the helper VM apart (the disk kept) and puts the
+    // workload back on its source disk.
+    let helper_path = format!("/{}/vm/{}", entry.source.datacenter, helper.name);
+    let found = |path: &str| {
+        rig.cluster
+            .source
+            .govc(&[
+                "find",
+                "-type",
+                "m",
+                "-name",
+                path.rsplit('/').next().unwrap(),
+            ])
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(found(&helper_path), 1, "the helper VM is there before");
     run_step(&rig.cluster, &vmi, Action::Undo(Step::MigrateVolumes))
         .await
         .unwrap();
+    assert_eq!(found(&helper_path), 0, "the undo destroyed the helper VM");
     rig.seeded.wait_ready(&rig.client, LIMIT).await.unwrap();
     assert_eq!(handle(&pvs(&rig.client).await[&volume.pv]), volume.fcd_id);
+    assert_eq!(
+        volumes::fcd_data(&rig.cluster.source, &volume.fcd_id)
+            .unwrap()
+            .sha256,
+        volume.data_sha256,
+        "the disk survived the helper VM"
+    );
     assert!(journal(&rig.client, &vmi).await.is_empty());
 }
 

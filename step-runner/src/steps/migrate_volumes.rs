@@ -227,6 +227,7 @@ async fn new_entry(
         },
         helper_vm: None,
         message: None,
+        workloads_started: false,
     })
 }
 
@@ -557,8 +558,15 @@ async fn migrate_group(shared: &Shared<'_>, mut members: Vec<Entry>) -> Result<(
             errors.join("; ")
         ));
     }
-    // Restore the workloads.
+    // Restore the workloads; first record that they may write to the copies.
     if members.iter().any(|e| e.state < State::Restored) {
+        for entry in members.iter_mut().filter(|e| !e.workloads_started) {
+            entry.workloads_started = true;
+            shared
+                .save(entry)
+                .await
+                .map_err(|e| format!("{names:?}: {e}"))?;
+        }
         let mut owners: Vec<Owner> = members.iter().flat_map(|e| e.owners.clone()).collect();
         owners.sort_by_key(owner_key);
         owners.dedup_by_key(|o| owner_key(o));
@@ -726,6 +734,29 @@ async fn relocate(shared: &Shared<'_>, entry: &mut Entry) -> Result<(), StepErro
             ))
         })?;
     let destination = &shared.destination;
+    // Killed while the helper VM was being taken apart: the move was proven
+    // and recorded (target.id is set only then); finish taking it apart.
+    if !entry.target.id.is_empty()
+        && shared
+            .target
+            .retrieve_disk(&entry.target.id, &destination.datastore.moref)
+            .await?
+            .is_some()
+    {
+        if let Some((true, vm)) =
+            relocate_mode::find_helper(&shared.source, &shared.target, entry).await?
+        {
+            relocate_mode::take_apart(
+                &shared.target,
+                &vm,
+                &entry.target.id,
+                &entry.target.path,
+                &destination.datastore,
+            )
+            .await?;
+        }
+        return Ok(());
+    }
     let at_source =
         relocate_mode::placement(&shared.source, &source_datastore.datacenter, None).await?;
     let at_target = relocate_mode::placement(
@@ -802,10 +833,14 @@ async fn verify(shared: &Shared<'_>, entry: &Entry) -> Result<(), StepError> {
         .and_then(|s| s.csi.as_ref())
         .map(|c| c.volume_handle.clone())
         .unwrap_or_default();
-    if handle != entry.target.id {
+    let mark = pv.as_ref().and_then(crate::volumes::rebind::mark_of);
+    let expected = crate::volumes::rebind::moved_from(entry);
+    if handle != entry.target.id || mark != Some(expected.as_str()) {
         return Err(StepError::Unverified(format!(
-            "PersistentVolume {} points at {handle:?}, not the target disk {}",
-            entry.persistent_volume, entry.target.id
+            "PersistentVolume {} points at {handle:?} with {} {mark:?}, not at the target disk {} with {expected:?}: it was not replaced by vmi's",
+            entry.persistent_volume,
+            crate::volumes::rebind::MOVED_FROM,
+            entry.target.id
         )));
     }
     let datastore = shared.destination.datastore.moref.clone();
@@ -857,8 +892,8 @@ impl VolumesDefaults for Option<vmi_api::migration::Volumes> {
     }
 }
 
-/// Undoes the step for every volume whose workloads have not run on the
-/// target copy yet (journal state before Restored): the original PV back on
+/// Undoes the step for every volume whose workloads have not been started
+/// on the target copy (before Restored, `workloads_started` unset): the original PV back on
 /// the source disk, the workloads back at their replicas, the journal entry
 /// removed. The target copies are kept and listed, never deleted here. A
 /// volume already in use on the target is refused: pointing it back at the
@@ -871,8 +906,18 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
     }
     let in_use: Vec<String> = entries
         .values()
-        .filter(|e| e.state >= State::Restored)
-        .map(|e| format!("PV {} ({})", e.persistent_volume, e.state.name()))
+        .filter(|e| e.state >= State::Restored || e.workloads_started)
+        .map(|e| {
+            if e.state >= State::Restored {
+                format!("PV {} ({})", e.persistent_volume, e.state.name())
+            } else {
+                format!(
+                    "PV {} ({}, its workloads were started on the copy)",
+                    e.persistent_volume,
+                    e.state.name()
+                )
+            }
+        })
         .collect();
     if !in_use.is_empty() {
         return Err(StepError::Refused(format!(
@@ -881,8 +926,21 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
             in_use.join(", ")
         )));
     }
-    let stall = stall_limit(context);
+    let relocated: Vec<String> = entries
+        .values()
+        .filter(|e| e.mode == "Relocate" && e.state >= State::Moved)
+        .map(|e| format!("PV {} ({})", e.persistent_volume, e.state.name()))
+        .collect();
+    if !relocated.is_empty() {
+        return Err(StepError::Refused(format!(
+            "{} volume(s) were relocated: their disks left the source vCenter, so there is no source disk to go back to: {}; moving them back is a relocate the other way, which vmi does not do; see docs/volumes.md (Rolling back); nothing was changed",
+            relocated.len(),
+            relocated.join(", ")
+        )));
+    }
     let mut outcome = Outcome::default();
+    release_helpers(context, &entries, &mut outcome).await?;
+    let stall = stall_limit(context);
     let mut owners: Vec<Owner> = entries.values().flat_map(|e| e.owners.clone()).collect();
     owners.sort_by_key(owner_key);
     owners.dedup_by_key(|o| owner_key(o));
@@ -947,6 +1005,65 @@ pub async fn undo(context: &StepContext) -> Result<Outcome, StepError> {
         outcome.findings.len()
     );
     Ok(outcome)
+}
+
+/// Relocate mode's undo before the move: the helper VM still on the source
+/// holds the disk, so no node could attach it. Detaches the disk (keeping
+/// it) and destroys the helper; refuses when the helper already reached the
+/// target (the relocate happened although it was not recorded).
+async fn release_helpers(
+    context: &StepContext,
+    entries: &BTreeMap<String, Entry>,
+    outcome: &mut Outcome,
+) -> Result<(), StepError> {
+    let with_helper: Vec<&Entry> = entries
+        .values()
+        .filter(|e| e.mode == "Relocate" && e.helper_vm.is_some())
+        .collect();
+    let Some(first) = with_helper.first() else {
+        return Ok(());
+    };
+    let source = connect_source(context).await?;
+    let target = connect_target(context, &first.target.server).await?;
+    let source_datastores = locate::datastores(&source).await?;
+    for entry in with_helper {
+        match relocate_mode::find_helper(&source, &target, entry).await? {
+            None => {}
+            Some((true, vm)) => {
+                return Err(StepError::Refused(format!(
+                    "the helper VM {vm} of PV {} is on the target vCenter {}: its disk was relocated although the journal did not record it; run the step again (it finishes the move), or move the VM back by hand; nothing was changed",
+                    entry.persistent_volume,
+                    target.server()
+                )));
+            }
+            Some((false, vm)) => {
+                let datastore = source_datastores
+                    .iter()
+                    .find(|d| d.moref.value == entry.source.datastore)
+                    .ok_or_else(|| {
+                        StepError::Refused(format!(
+                            "the journal's source datastore {} is not on vCenter {}",
+                            entry.source.datastore,
+                            source.server()
+                        ))
+                    })?;
+                relocate_mode::take_apart(
+                    &source,
+                    &vm,
+                    &entry.source.id,
+                    &entry.source.path,
+                    datastore,
+                )
+                .await?;
+                outcome.changes.push(format!(
+                    "helper VM {vm} on {}: disk {} detached (kept), VM destroyed",
+                    source.server(),
+                    entry.source.id
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

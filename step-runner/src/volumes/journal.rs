@@ -151,6 +151,11 @@ pub struct Entry {
     /// The last thing that went wrong, for status and triage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The workloads were told to start on the target copy (recorded before
+    /// they are scaled back up): from then on they may have written to it,
+    /// so the undo refuses this volume even before it reaches Restored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub workloads_started: bool,
 }
 
 /// The dummy VM carrying a disk in Relocate mode.

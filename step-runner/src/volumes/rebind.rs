@@ -62,6 +62,23 @@ pub fn trimmed(object: &impl serde::Serialize) -> Value {
     value
 }
 
+/// The `moved-from` mark of the PV that replaces `entry`'s original:
+/// `<source vCenter>/<source disk id>`. With the disk's handle, it tells the
+/// new PV from the original, also when both name the same disk id (a
+/// relocated disk keeps its id; a registered copy may get it too).
+pub fn moved_from(entry: &Entry) -> String {
+    format!("{}/{}", entry.source.server, entry.source.id)
+}
+
+/// The `moved-from` mark `pv` carries, if any.
+pub fn mark_of(pv: &PersistentVolume) -> Option<&str> {
+    pv.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(MOVED_FROM))
+        .map(String::as_str)
+}
+
 /// The new PV: the original with the target disk, no provisioner identity,
 /// the target's topology, the original reclaim policy and the same claim.
 pub fn new_pv(entry: &Entry, region: &str, zone: &str) -> Value {
@@ -71,10 +88,7 @@ pub fn new_pv(entry: &Entry, region: &str, zone: &str) -> Value {
         metadata.remove("finalizers");
         let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
         if let Some(annotations) = annotations.as_object_mut() {
-            annotations.insert(
-                MOVED_FROM.into(),
-                json!(format!("{}/{}", entry.source.server, entry.source.id)),
-            );
+            annotations.insert(MOVED_FROM.into(), json!(moved_from(entry)));
         }
     }
     let spec = &mut pv["spec"];
@@ -122,14 +136,23 @@ pub async fn rebind(
     zone: &str,
     stall: Duration,
 ) -> Result<(), StepError> {
+    let mark = moved_from(entry);
     let swap = Swap {
         name: &entry.persistent_volume,
         claim: entry.claim.as_deref(),
         from: &entry.source.id,
         to: &entry.target.id,
+        from_mark: original_mark(entry),
+        to_mark: Some(&mark),
         manifest: new_pv(entry, region, zone),
     };
     replace(context, &swap, stall).await
+}
+
+/// The `moved-from` mark the original PV carried (from an earlier move, if
+/// any).
+fn original_mark(entry: &Entry) -> Option<&str> {
+    entry.original_pv["metadata"]["annotations"][MOVED_FROM].as_str()
 }
 
 /// Puts the original PV back (same disk, policy and attributes as before
@@ -151,11 +174,14 @@ pub async fn restore_original(
     {
         claim.remove("resourceVersion");
     }
+    let mark = moved_from(entry);
     let swap = Swap {
         name: &entry.persistent_volume,
         claim: entry.claim.as_deref(),
         from: &entry.target.id,
         to: &entry.source.id,
+        from_mark: Some(&mark),
+        to_mark: original_mark(entry),
         manifest,
     };
     replace(context, &swap, stall).await?;
@@ -195,8 +221,38 @@ struct Swap<'a> {
     from: &'a str,
     /// The disk it points at after.
     to: &'a str,
+    /// The `moved-from` mark of the PV before.
+    from_mark: Option<&'a str>,
+    /// The `moved-from` mark of the PV after (always another than before).
+    to_mark: Option<&'a str>,
     /// The PV to create.
     manifest: Value,
+}
+
+/// Which side of a swap a stored PV is.
+#[derive(Debug, PartialEq, Eq)]
+enum Side {
+    /// The PV the swap creates, in place.
+    After,
+    /// The PV the swap replaces.
+    Before,
+    /// Neither: someone else changed it.
+    Foreign,
+}
+
+impl Swap<'_> {
+    /// Which side `pv` is: by its disk and its `moved-from` mark together,
+    /// since the disk id alone may be the same on both sides.
+    fn side_of(&self, pv: &PersistentVolume) -> Side {
+        let (disk, mark) = (handle(pv), mark_of(pv));
+        if disk == self.to && mark == self.to_mark {
+            Side::After
+        } else if disk == self.from && mark == self.from_mark {
+            Side::Before
+        } else {
+            Side::Foreign
+        }
+    }
 }
 
 /// Replaces PV `swap.name` pointing at `swap.from` with `swap.manifest`,
@@ -225,15 +281,20 @@ async fn replace(context: &StepContext, swap: &Swap<'_>, stall: Duration) -> Res
             }
             continue;
         };
-        let current_handle = handle(&pv);
-        if current_handle == swap.to && pv.metadata.deletion_timestamp.is_none() {
-            break;
-        }
-        if current_handle != swap.from && current_handle != swap.to {
-            return Err(StepError::Refused(format!(
-                "PersistentVolume {name} now points at disk {current_handle}, neither {} nor {}; someone changed it during the move; check it by hand (docs/volumes.md)",
-                swap.from, swap.to
-            )));
+        match swap.side_of(&pv) {
+            Side::After if pv.metadata.deletion_timestamp.is_none() => break,
+            Side::After | Side::Before => {}
+            Side::Foreign => {
+                return Err(StepError::Refused(format!(
+                    "PersistentVolume {name} now points at disk {} with {MOVED_FROM} {:?}; vmi expected disk {} ({:?}) or {} ({:?}); someone changed it during the move; check it by hand (docs/volumes.md)",
+                    handle(&pv),
+                    mark_of(&pv),
+                    swap.from,
+                    swap.from_mark,
+                    swap.to,
+                    swap.to_mark
+                )));
+            }
         }
         let policy = pv
             .spec
@@ -407,6 +468,7 @@ mod tests {
             },
             helper_vm: None,
             message: None,
+            workloads_started: false,
         }
     }
 
@@ -428,5 +490,64 @@ mod tests {
         assert!(pv["spec"]["claimRef"]["resourceVersion"].is_null());
         assert!(pv["metadata"]["uid"].is_null() && pv["metadata"]["finalizers"].is_null());
         assert_eq!(pv["metadata"]["annotations"][MOVED_FROM], "vc-a/src-id");
+    }
+
+    fn stored(value: Value) -> PersistentVolume {
+        serde_json::from_value(value).unwrap()
+    }
+
+    /// A relocated disk keeps its id: the original PV and the new one name
+    /// the same disk, and only the mark tells them apart. Before, the
+    /// original counted as already replaced and the PV was never rewritten.
+    #[test]
+    fn a_disk_that_keeps_its_id_still_gets_its_new_pv() {
+        let mut entry = entry();
+        entry.target.id = entry.source.id.clone();
+        let mark = moved_from(&entry);
+        let forward = Swap {
+            name: "pvc-1",
+            claim: None,
+            from: &entry.source.id,
+            to: &entry.target.id,
+            from_mark: original_mark(&entry),
+            to_mark: Some(&mark),
+            manifest: Value::Null,
+        };
+        let original = stored(entry.original_pv.clone());
+        let replaced = stored(new_pv(&entry, "region-b", "zone-b"));
+        assert_eq!(forward.side_of(&original), Side::Before);
+        assert_eq!(forward.side_of(&replaced), Side::After);
+        let undo = Swap {
+            name: "pvc-1",
+            claim: None,
+            from: &entry.target.id,
+            to: &entry.source.id,
+            from_mark: Some(&mark),
+            to_mark: original_mark(&entry),
+            manifest: Value::Null,
+        };
+        assert_eq!(undo.side_of(&replaced), Side::Before);
+        assert_eq!(undo.side_of(&original), Side::After);
+    }
+
+    #[test]
+    fn a_pv_someone_else_changed_is_neither_side() {
+        let entry = entry();
+        let mark = moved_from(&entry);
+        let forward = Swap {
+            name: "pvc-1",
+            claim: None,
+            from: &entry.source.id,
+            to: &entry.target.id,
+            from_mark: original_mark(&entry),
+            to_mark: Some(&mark),
+            manifest: Value::Null,
+        };
+        let mut other = new_pv(&entry, "region-b", "zone-b");
+        other["spec"]["csi"]["volumeHandle"] = json!("someone-elses");
+        assert_eq!(forward.side_of(&stored(other)), Side::Foreign);
+        let mut marked_elsewhere = new_pv(&entry, "region-b", "zone-b");
+        marked_elsewhere["metadata"]["annotations"][MOVED_FROM] = json!("vc-z/src-id");
+        assert_eq!(forward.side_of(&stored(marked_elsewhere)), Side::Foreign);
     }
 }

@@ -97,9 +97,20 @@ pub async fn prepare_helper(
         }
     };
     let datastore = MoRef::new("Datastore", &entry.source.datastore);
-    let disk = source.retrieve_disk(&entry.source.id, &datastore).await?;
-    if disk.as_ref().is_some_and(|d| d.consumers.is_empty()) {
-        source.attach_fcd(&vm, &entry.source.id, &datastore).await?;
+    match source.retrieve_disk(&entry.source.id, &datastore).await? {
+        None => {
+            return Err(StepError::Unverified(format!(
+                "disk {} of PV {} is no longer on datastore {} of vCenter {} and the journal records no copy on the target; vmi moves no empty helper VM; find the disk first (Recent Tasks, helper VM {name} on either vCenter), then delete this step's Job to retry",
+                entry.source.id,
+                entry.persistent_volume,
+                entry.source.datastore,
+                source.server()
+            )));
+        }
+        Some(disk) if disk.consumers.is_empty() => {
+            source.attach_fcd(&vm, &entry.source.id, &datastore).await?;
+        }
+        Some(_) => {}
     }
     let instance_uuid = source.instance_uuid(&vm).await?;
     Ok((
@@ -158,6 +169,55 @@ pub async fn relocate(
         ))
     })?;
     Ok((moved.vm, file))
+}
+
+/// Where the helper VM of `entry` is, if it still exists: `(on the target,
+/// its reference)`. Looked up by the instance UUID the journal recorded
+/// (kept by a cross-vCenter move), else by its name on the source.
+pub async fn find_helper(
+    source: &VCenter,
+    target: &VCenter,
+    entry: &Entry,
+) -> Result<Option<(bool, MoRef)>, StepError> {
+    let Some(helper) = &entry.helper_vm else {
+        return Ok(None);
+    };
+    if !helper.instance_uuid.is_empty() {
+        if let Some(vm) = target
+            .find_vm_by_instance_uuid(&helper.instance_uuid)
+            .await?
+        {
+            return Ok(Some((true, vm)));
+        }
+        if let Some(vm) = source
+            .find_vm_by_instance_uuid(&helper.instance_uuid)
+            .await?
+        {
+            return Ok(Some((false, vm)));
+        }
+    }
+    let path = format!("/{}/vm/{}", entry.source.datacenter, helper.name);
+    Ok(source
+        .find_by_inventory_path(&path)
+        .await?
+        .map(|vm| (false, vm)))
+}
+
+/// Takes the helper VM `vm` apart on `vcenter`: detaches disk `disk_id`
+/// (keeping it) when the VM still has it, then destroys the VM. Safe to
+/// repeat after a kill half-way.
+pub async fn take_apart(
+    vcenter: &VCenter,
+    vm: &MoRef,
+    disk_id: &str,
+    file: &str,
+    datastore: &Datastore,
+) -> Result<(), StepError> {
+    if vcenter.disk_files(vm).await?.is_empty() {
+        vcenter.destroy(vm).await?;
+        return Ok(());
+    }
+    dismantle(vcenter, vm, disk_id, file, datastore).await
 }
 
 /// After a proven move: detaches the disk from the helper VM on the target
