@@ -660,3 +660,51 @@ async fn step_06_run_again_after_an_unknown_outcome_finds_the_folder() {
         support::run_step(cluster, vmi, Action::Step(Step::CreateFolder)).await
     }
 }
+
+/// Step 13 registers a copied disk file as a First Class Disk. When the
+/// answer to RegisterDisk is lost, vCenter may have registered it, and a
+/// second RegisterDisk is refused (vcsim: InvalidArgument, vCenter:
+/// AlreadyExists): either way the disk is found by its file, instead of
+/// the step failing for ever.
+#[tokio::test(flavor = "current_thread")]
+async fn a_registration_whose_answer_is_cut_is_found_by_its_file() {
+    use vmi_step_runner::volumes::register::register;
+
+    let sim = simulator("cut-register", "pw-cut-register");
+    let proxy = FlakyProxy::in_front_of(&sim).unwrap();
+    let vcenter = connect_via(&proxy, &sim, short_limits()).await.unwrap();
+    let datastore = support::lookup(&vcenter, "/datacenter-a/datastore/datastore-a").await;
+    let copied = file("vmi/cut-register.vmdk");
+    let bytes = pattern(64 * 1024, 0x9e37_79b9);
+    vcenter
+        .upload(
+            &copied,
+            std::io::Cursor::new(bytes.clone()),
+            bytes.len() as u64,
+        )
+        .await
+        .unwrap();
+
+    proxy.set(Behaviour::ResetAfter {
+        direction: Direction::ToClient,
+        bytes: 0,
+        count: 1,
+    });
+    // The answer is lost (the outcome unknown): the disk is looked for by
+    // its file at once, and found.
+    let found = register(&vcenter, &datastore, &copied, "pvc-cut", "")
+        .await
+        .unwrap();
+    assert_eq!(proxy.stats().resets, 1, "the answer was cut");
+    assert_eq!(found.file_path, "[datastore-a] vmi/cut-register.vmdk");
+    // A run after (nothing recorded): RegisterDisk is refused, the disk found.
+    let again = register(&vcenter, &datastore, &copied, "pvc-cut", "")
+        .await
+        .unwrap();
+    assert_eq!(again.id, found.id);
+    assert_eq!(
+        vcenter.list_disks(&datastore).await.unwrap(),
+        vec![found.id.clone()],
+        "one disk for the file"
+    );
+}

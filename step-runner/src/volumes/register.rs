@@ -9,7 +9,7 @@ use crate::context::StepError;
 use crate::vsphere::cns::{ContainerCluster, NewVolume};
 use crate::vsphere::datastore::DatastoreFile;
 use crate::vsphere::fcd::Fcd;
-use crate::vsphere::{ErrorKind, MoRef, VCenter};
+use crate::vsphere::{MoRef, VCenter};
 
 /// The First Class Disk on `datastore` whose file is `path`, if any.
 pub async fn disk_at(
@@ -44,13 +44,13 @@ pub async fn register(
     }
     match target.register_disk(file, name).await {
         Ok(disk) => Ok(disk),
-        Err(err) if matches!(err.kind, ErrorKind::InvalidArgument { .. }) => {
-            match disk_at(target, datastore, &file.datastore_path()).await? {
-                Some(disk) => Ok(disk),
-                None => Err(err.into()),
-            }
-        }
-        Err(err) => Err(err.into()),
+        // Whatever the refusal says (vcsim: InvalidArgument; vCenter: an
+        // AlreadyExists fault; a lost answer: OutcomeUnknown), the file may
+        // already be a disk, registered by an earlier run: look for it.
+        Err(err) => match disk_at(target, datastore, &file.datastore_path()).await {
+            Ok(Some(disk)) => Ok(disk),
+            Ok(None) | Err(_) => Err(err.into()),
+        },
     }
 }
 
