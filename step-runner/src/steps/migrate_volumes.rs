@@ -351,6 +351,12 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
                     unmovable.push((candidate.describe(), format!("its disk is on {} datastore {}, which does not serve disk files; use mode Relocate", datastore.kind, datastore.name)));
                     continue;
                 }
+                if settings.mode == VolumeMode::Copy
+                    && locate::same_storage(datastore, &shared.destination.datastore)
+                {
+                    unmovable.push((candidate.describe(), format!("its datastore {} and the target datastore {} are the same storage ({}) mounted under both vCenters: a copy would overwrite the disk it reads; choose another target datastore, or register the disk on the target by hand (docs/volumes.md)", datastore.name, shared.destination.datastore.name, datastore.url)));
+                    continue;
+                }
                 let entry = new_entry(&shared, candidate, (disk, datastore), &recorded).await?;
                 for owner in &entry.owners {
                     recorded.insert(owner_key(owner), owner.replicas);

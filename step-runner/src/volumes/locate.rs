@@ -16,6 +16,10 @@ pub struct Datastore {
     pub moref: MoRef,
     /// `summary.type`: `VMFS`, `NFS`, `NFS41`, `vsan`, `vvol`…
     pub kind: String,
+    /// `summary.url` (`ds:///vmfs/volumes/<id>/`): the same for the same
+    /// storage seen from two vCenters (a LUN or an NFS export mounted by
+    /// hosts of both).
+    pub url: String,
 }
 
 /// Every datastore of `vcenter`, with its datacenter.
@@ -27,7 +31,11 @@ pub async fn datastores(vcenter: &VCenter) -> Result<Vec<Datastore>, StepError> 
     for datacenter in datacenters {
         let dc_name = datacenter.text("name").unwrap_or_default().to_owned();
         for datastore in vcenter
-            .objects_below(&datacenter.obj, "Datastore", &["name", "summary.type"])
+            .objects_below(
+                &datacenter.obj,
+                "Datastore",
+                &["name", "summary.type", "summary.url"],
+            )
             .await?
         {
             found.push(Datastore {
@@ -37,11 +45,18 @@ pub async fn datastores(vcenter: &VCenter) -> Result<Vec<Datastore>, StepError> 
                     .text("summary.type")
                     .unwrap_or_default()
                     .to_owned(),
+                url: datastore.text("summary.url").unwrap_or_default().to_owned(),
                 moref: datastore.obj,
             });
         }
     }
     Ok(found)
+}
+
+/// Whether `a` and `b` are the same storage, seen from two vCenters: Copy
+/// mode would then write the copy over the very files it reads.
+pub fn same_storage(a: &Datastore, b: &Datastore) -> bool {
+    !a.url.is_empty() && a.url.trim_end_matches('/') == b.url.trim_end_matches('/')
 }
 
 /// The disk `id` and the datastore holding it, searching `datastores`
@@ -95,16 +110,41 @@ mod tests {
                 name: "ds".into(),
                 moref: MoRef::new("Datastore", "datastore-1"),
                 kind: "VMFS".into(),
+                url: "ds:///vmfs/volumes/5f1e-a/".into(),
             },
             Datastore {
                 datacenter: "dc-b".into(),
                 name: "ds".into(),
                 moref: MoRef::new("Datastore", "datastore-2"),
                 kind: "VMFS".into(),
+                url: "ds:///vmfs/volumes/5f1e-b/".into(),
             },
         ];
         let found = by_path(&stores, "/dc-b/datastore/ds").unwrap();
         assert_eq!(found.moref.value, "datastore-2");
         assert!(by_path(&stores, "/dc-c/datastore/ds").is_none());
+    }
+
+    #[test]
+    fn the_same_lun_or_export_under_two_vcenters_is_the_same_storage() {
+        let at = |url: &str, server: &str| Datastore {
+            datacenter: server.into(),
+            name: "shared".into(),
+            moref: MoRef::new("Datastore", "datastore-9"),
+            kind: "NFS".into(),
+            url: url.into(),
+        };
+        assert!(same_storage(
+            &at("ds:///vmfs/volumes/0a1b2c3d-e4f5a6b7/", "vc-a"),
+            &at("ds:///vmfs/volumes/0a1b2c3d-e4f5a6b7", "vc-b")
+        ));
+        assert!(!same_storage(
+            &at("ds:///vmfs/volumes/0a1b2c3d-e4f5a6b7/", "vc-a"),
+            &at("ds:///vmfs/volumes/99999999-e4f5a6b7/", "vc-b")
+        ));
+        assert!(
+            !same_storage(&at("", "vc-a"), &at("", "vc-b")),
+            "unknown is not the same"
+        );
     }
 }
