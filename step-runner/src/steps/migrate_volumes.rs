@@ -197,7 +197,7 @@ async fn new_entry(
     let destination = &shared.destination;
     Ok(Entry {
         persistent_volume: candidate.name().to_owned(),
-        claim: candidate.claim_name(),
+        claim: candidate.bound_claim(),
         state: State::Pending,
         mode: format!("{:?}", shared.mode),
         original_pv: trimmed(&candidate.pv),
@@ -319,8 +319,10 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     };
 
     // Locate each new volume's disk and record it before anything changes.
+    // Only from volumes still in flight: an owner restored earlier runs at
+    // whatever it runs at now (it may have been scaled since).
     let mut recorded: BTreeMap<String, i32> = BTreeMap::new();
-    for entry in entries.values() {
+    for entry in entries.values().filter(|e| e.state < State::Restored) {
         for owner in &entry.owners {
             recorded.insert(owner_key(owner), owner.replicas);
         }

@@ -62,6 +62,18 @@ impl Candidate {
         claim_of(&self.pv)
     }
 
+    /// `namespace/name` of its claim when that claim exists and is bound to
+    /// this PV (same uid as the PV's claimRef, `volumeName` this PV): the
+    /// claim a rebind must see bound again. A Released PV's claimRef names a
+    /// claim that is gone or another one of the same name.
+    pub fn bound_claim(&self) -> Option<String> {
+        let claim = self.claim.as_ref()?;
+        let claim_ref = self.pv.spec.as_ref()?.claim_ref.as_ref()?;
+        let same_uid = claim.metadata.uid.is_some() && claim.metadata.uid == claim_ref.uid;
+        let names_pv = claim.spec.as_ref()?.volume_name.as_deref() == Some(self.name());
+        (same_uid && names_pv).then(|| self.claim_name()).flatten()
+    }
+
     /// One line for plans and messages: `PV x (ns/claim, used by …)`.
     pub fn describe(&self) -> String {
         let claim = self.claim_name().unwrap_or_else(|| "unclaimed".into());
@@ -342,4 +354,43 @@ pub async fn discover(context: &StepContext) -> Result<Vec<Candidate>, StepError
     }
     candidates.sort_by(|a, b| a.name().cmp(b.name()));
     Ok(candidates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(claim_uid: &str, volume_name: &str) -> Candidate {
+        Candidate {
+            pv: serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "pvc-1"},
+                "spec": {"claimRef": {"namespace": "apps", "name": "data", "uid": "c1"}}
+            }))
+            .unwrap(),
+            claim: Some(
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": "data", "namespace": "apps", "uid": claim_uid},
+                    "spec": {"volumeName": volume_name}
+                }))
+                .unwrap(),
+            ),
+            owners: Vec::new(),
+            disposition: Disposition::Move,
+        }
+    }
+
+    #[test]
+    fn only_the_claim_bound_to_the_pv_is_waited_for() {
+        assert_eq!(
+            candidate("c1", "pvc-1").bound_claim().as_deref(),
+            Some("apps/data")
+        );
+        // A Released PV: its claim was deleted and made again, bound elsewhere.
+        assert_eq!(candidate("c2", "pvc-9").bound_claim(), None);
+        assert_eq!(candidate("c2", "pvc-1").bound_claim(), None);
+        let mut gone = candidate("c1", "pvc-1");
+        gone.claim = None;
+        assert_eq!(gone.bound_claim(), None);
+        assert_eq!(gone.claim_name().as_deref(), Some("apps/data"));
+    }
 }
