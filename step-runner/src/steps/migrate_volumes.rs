@@ -27,7 +27,7 @@ use crate::context::{Outcome, StepContext, StepError};
 use crate::machines::{set_progress, stall_limit};
 use crate::vcenters::{connect_source, connect_target, infrastructure_id};
 use crate::volumes::copy::copy_disk;
-use crate::volumes::detach::wait_detached;
+use crate::volumes::detach::{holders, wait_detached};
 use crate::volumes::journal::{Disk, Entry, Journal, Owner, State};
 use crate::volumes::locate::{self, Datastore};
 use crate::volumes::rebind::{rebind, trimmed};
@@ -676,6 +676,22 @@ async fn move_volume(shared: &Shared<'_>, entry: &mut Entry) -> Result<(), StepE
                     &entry.target.files,
                 )
                 .await?;
+                // Something attached the disk during the copy (a CronJob's
+                // pod, a workload scaled up by hand): the copy may miss its
+                // writes. Start over from Quiesced: the next run waits for
+                // the disk to be free and copies every file again.
+                let holding = holders(shared.context, &shared.source, entry).await?;
+                if !holding.is_empty() {
+                    entry.state = State::Quiesced;
+                    entry.target.files.clear();
+                    shared.save(entry).await?;
+                    return Err(StepError::Unverified(format!(
+                        "PV {} was attached while it was being copied ({}): the copy is not trusted and will be made again; stop what started a pod on claim {} (a CronJob, a workload scaled up), then delete this step's Job to retry",
+                        entry.persistent_volume,
+                        holding.join("; "),
+                        entry.claim.as_deref().unwrap_or("(none)")
+                    )));
+                }
                 entry.target.files = files;
             }
             VolumeMode::Relocate => relocate(shared, entry).await?,

@@ -36,6 +36,38 @@ pub async fn attachments(context: &StepContext, pv: &str) -> Result<Vec<String>,
         .collect())
 }
 
+/// What holds `entry`'s source disk now: VolumeAttachments naming its PV,
+/// then VMs vCenter lists as its consumers; empty when it is detached.
+pub async fn holders(
+    context: &StepContext,
+    source: &VCenter,
+    entry: &Entry,
+) -> Result<Vec<String>, StepError> {
+    let mut holding = attachments(context, &entry.persistent_volume).await?;
+    if holding.is_empty() {
+        let datastore = MoRef::new("Datastore", &entry.source.datastore);
+        match source.retrieve_disk(&entry.source.id, &datastore).await? {
+            Some(disk) if disk.consumers.is_empty() => {}
+            Some(disk) => holding.push(format!(
+                "vCenter {} lists VM(s) {} as users of disk {}",
+                source.server(),
+                disk.consumers.join(", "),
+                entry.source.id
+            )),
+            None => {
+                return Err(StepError::Refused(format!(
+                    "disk {} of PV {} is no longer on vCenter {} ({}); nothing was copied; find the disk (docs/volumes.md, state Quiesced), then delete this step's Job to retry",
+                    entry.source.id,
+                    entry.persistent_volume,
+                    source.server(),
+                    entry.source.path
+                )));
+            }
+        }
+    }
+    Ok(holding)
+}
+
 /// Waits until `entry`'s volume is detached everywhere.
 pub async fn wait_detached(
     context: &StepContext,
@@ -44,28 +76,10 @@ pub async fn wait_detached(
     stall: Duration,
 ) -> Result<(), StepError> {
     let mut watchdog = Stall::new(stall);
-    let datastore = MoRef::new("Datastore", &entry.source.datastore);
     loop {
-        let mut holding = attachments(context, &entry.persistent_volume).await?;
+        let holding = holders(context, source, entry).await?;
         if holding.is_empty() {
-            match source.retrieve_disk(&entry.source.id, &datastore).await? {
-                Some(disk) if disk.consumers.is_empty() => return Ok(()),
-                Some(disk) => holding.push(format!(
-                    "vCenter {} lists VM(s) {} as users of disk {}",
-                    source.server(),
-                    disk.consumers.join(", "),
-                    entry.source.id
-                )),
-                None => {
-                    return Err(StepError::Refused(format!(
-                        "disk {} of PV {} is no longer on vCenter {} ({}); nothing was copied; find the disk (docs/volumes.md, state Quiesced), then delete this step's Job to retry",
-                        entry.source.id,
-                        entry.persistent_volume,
-                        source.server(),
-                        entry.source.path
-                    )));
-                }
-            }
+            return Ok(());
         }
         let observed = holding.join("; ");
         if let Some(waited) = watchdog.observe(observed.clone()) {
