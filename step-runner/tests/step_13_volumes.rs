@@ -694,3 +694,66 @@ async fn a_step_killed_at_random_moments_resumes_from_the_journal() {
         assert!(handles.insert(id.clone()), "two PVs point at disk {id}");
     }
 }
+
+/// A disk with snapshots is a chain of files vmi does not copy one by one:
+/// in Copy mode it is refused, named, before any workload is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_with_snapshots_is_refused_in_copy_mode_before_any_change() {
+    let rig = rig(VolumeWorkloads {
+        deployment: Some("web".into()),
+        stateful_set: None,
+        unused: 0,
+        bare_pod: None,
+        ..VolumeWorkloads::default()
+    })
+    .await;
+    let apps = rig.seeded.spec.namespace.clone();
+    let volume = rig.seeded.volumes[0].clone();
+    // The disk as a snapshot leaves it: a delta descriptor naming a parent.
+    let info = volumes::fcd_info(&rig.cluster.source, &volume.fcd_id)
+        .unwrap()
+        .unwrap();
+    let descriptor =
+        volumes::read_datastore_file(&rig.cluster.source, &info.datastore, &info.descriptor_path)
+            .unwrap();
+    let text = String::from_utf8(descriptor.bytes).unwrap();
+    let delta = text.replace(
+        "createType=",
+        "parentFileNameHint=\"base.vmdk\"\ncreateType=",
+    );
+    assert_ne!(delta, text, "the seeded descriptor has a createType line");
+    let local = vmi_sim::children::temp_dir("delta")
+        .unwrap()
+        .join("delta.vmdk");
+    std::fs::write(&local, delta).unwrap();
+    rig.cluster
+        .source
+        .govc(&[
+            "datastore.upload",
+            "-ds",
+            &info.datastore,
+            &local.to_string_lossy(),
+            &info.descriptor_path,
+        ])
+        .unwrap();
+
+    let before = versions(&rig.client, &apps).await;
+    let vmi = vmi(&rig, json!({"migrate": true, "mode": "Copy"})).await;
+    let error = run_step(&rig.cluster, &vmi, Action::Step(Step::MigrateVolumes))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(&volume.pv)
+            && error.contains("delta disk of a snapshot chain")
+            && error.contains("skipUnmovable")
+            && error.contains("nothing was changed"),
+        "{error}"
+    );
+    assert!(journal(&rig.client, &vmi).await.is_empty());
+    assert_eq!(
+        versions(&rig.client, &apps).await,
+        before,
+        "the refusal changed something"
+    );
+}

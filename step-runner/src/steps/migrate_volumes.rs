@@ -354,6 +354,16 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
                     continue;
                 }
                 if settings.mode == VolumeMode::Copy
+                    && let Some(file) = DatastoreFile::parse(&datastore.datacenter, &disk.file_path)
+                    && let Err(why) = crate::volumes::copy::layout(&shared.source, &file).await?
+                {
+                    unmovable.push((
+                        candidate.describe(),
+                        format!("its disk {}: {why}", disk.file_path),
+                    ));
+                    continue;
+                }
+                if settings.mode == VolumeMode::Copy
                     && locate::same_storage(datastore, &shared.destination.datastore)
                 {
                     unmovable.push((candidate.describe(), format!("its datastore {} and the target datastore {} are the same storage ({}) mounted under both vCenters: a copy would overwrite the disk it reads; choose another target datastore, or register the disk on the target by hand (docs/volumes.md)", datastore.name, shared.destination.datastore.name, datastore.url)));

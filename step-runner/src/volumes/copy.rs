@@ -13,17 +13,79 @@ use super::journal::DiskFile;
 /// How much of a disk the pipe between download and upload buffers.
 const PIPE: usize = 1 << 20;
 
-/// The files of a disk whose descriptor is `descriptor`: the descriptor and,
-/// when the datastore keeps it as a file, its `-flat` extent.
-pub fn extent_of(descriptor: &DatastoreFile) -> DatastoreFile {
-    let stem = descriptor
-        .path
-        .strip_suffix(".vmdk")
-        .unwrap_or(&descriptor.path);
-    DatastoreFile {
-        path: format!("{stem}-flat.vmdk"),
-        ..descriptor.clone()
+/// The largest descriptor read: a text descriptor is a few hundred bytes;
+/// anything larger is a disk with its descriptor embedded (monolithic).
+const DESCRIPTOR_LIMIT: u64 = 64 << 10;
+
+/// The extent files a VMDK descriptor names (relative to its directory), or
+/// why vmi cannot copy that disk file by file: only flat extents (`FLAT`,
+/// `VMFS`) without a parent (`parentFileNameHint`) are copied; a delta disk of a snapshot chain,
+/// a sparse or raw-device extent is refused before anything changes.
+pub fn extents(descriptor: &str) -> Result<Vec<String>, String> {
+    let mut found = Vec::new();
+    for line in descriptor.lines().map(str::trim) {
+        if let Some(hint) = line.strip_prefix("parentFileNameHint=") {
+            return Err(format!(
+                "it is a delta disk of a snapshot chain (parent {}); delete or consolidate the snapshots first",
+                hint.trim_matches('"')
+            ));
+        }
+        let mut words = line.split_whitespace();
+        let Some(access) = words.next() else { continue };
+        if !["RW", "RDONLY", "NOACCESS"].contains(&access) {
+            continue;
+        }
+        let kind = words.nth(1).unwrap_or_default();
+        let name = line
+            .split('"')
+            .nth(1)
+            .filter(|n| !n.is_empty() && !n.contains('/'))
+            .ok_or_else(|| format!("its descriptor line {line:?} names no extent file"))?;
+        if !["FLAT", "VMFS"].contains(&kind) {
+            return Err(format!(
+                "its extent {name} is of type {kind} (a sparse, snapshot or raw device extent), which vmi does not copy"
+            ));
+        }
+        found.push(name.to_owned());
     }
+    if found.is_empty() {
+        return Err("its descriptor names no extent".into());
+    }
+    Ok(found)
+}
+
+/// `name` in the directory of `file`.
+fn sibling(file: &DatastoreFile, name: &str) -> DatastoreFile {
+    let path = match file.path.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/{name}"),
+        None => name.to_owned(),
+    };
+    DatastoreFile {
+        path,
+        ..file.clone()
+    }
+}
+
+/// The extent files of the disk whose descriptor is `descriptor` on
+/// `vcenter`, or why it cannot be copied (see [`extents`]).
+pub async fn layout(
+    vcenter: &VCenter,
+    descriptor: &DatastoreFile,
+) -> Result<Result<Vec<String>, String>, StepError> {
+    let Some(size) = vcenter.file_size(descriptor).await? else {
+        return Ok(Err(format!(
+            "its descriptor {descriptor} is not on vCenter {}",
+            vcenter.server()
+        )));
+    };
+    if size > DESCRIPTOR_LIMIT {
+        return Ok(Err(format!(
+            "its descriptor {descriptor} is {size} bytes, not a text descriptor (a monolithic disk), which vmi does not copy"
+        )));
+    }
+    let mut text = Vec::new();
+    vcenter.download(descriptor, &mut text).await?;
+    Ok(extents(&String::from_utf8_lossy(&text)))
 }
 
 /// The SHA-256 of `file` as `vcenter` serves it now.
@@ -97,8 +159,8 @@ async fn copy_file(
 }
 
 /// Copies the disk whose descriptor is `from` to `to` (same layout), with
-/// its extent when there is one, and returns each file copied with its size
-/// and checksum. `done` are the files an earlier run recorded.
+/// every extent its descriptor names, and returns each file copied with its
+/// size and checksum. `done` are the files an earlier run recorded.
 pub async fn copy_disk(
     source: &VCenter,
     from: &DatastoreFile,
@@ -106,20 +168,61 @@ pub async fn copy_disk(
     to: &DatastoreFile,
     done: &[DiskFile],
 ) -> Result<Vec<DiskFile>, StepError> {
+    let names = layout(source, from).await?.map_err(|why| {
+        StepError::Refused(format!(
+            "disk {from} on vCenter {} cannot be copied: {why}; nothing was copied",
+            source.server()
+        ))
+    })?;
+    let mut files = vec![(from.clone(), to.clone())];
+    files.extend(names.iter().map(|n| (sibling(from, n), sibling(to, n))));
     let mut copied = Vec::new();
-    let files = [(from.clone(), to.clone()), (extent_of(from), extent_of(to))];
-    for (index, (from, to)) in files.iter().enumerate() {
+    for (from, to) in &files {
         let Some(length) = source.file_size(from).await? else {
-            if index == 0 {
-                return Err(StepError::Refused(format!(
-                    "{from} is not on vCenter {}: the disk's descriptor is missing; nothing was copied",
-                    source.server()
-                )));
-            }
-            continue; // no separate extent on this datastore
+            return Err(StepError::Refused(format!(
+                "{from} is not on vCenter {}, although the disk's descriptor names it; nothing was copied",
+                source.server()
+            )));
         };
         let previous = done.iter().find(|f| f.path == to.datastore_path());
         copied.push(copy_file(source, from, target, to, length, previous).await?);
     }
     Ok(copied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_extents_are_copied_file_by_file() {
+        let vcsim = "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"vmfs\"\n\n# Extent description\nRW 2048 VMFS \"32ee3c2c-flat.vmdk\"\n\n#DDB\n";
+        assert_eq!(extents(vcsim).unwrap(), vec!["32ee3c2c-flat.vmdk"]);
+        let split = "createType=\"twoGbMaxExtentFlat\"\nRW 4192256 FLAT \"d-f001.vmdk\" 0\nRW 4192256 FLAT \"d-f002.vmdk\" 0\n";
+        assert_eq!(extents(split).unwrap(), vec!["d-f001.vmdk", "d-f002.vmdk"]);
+    }
+
+    #[test]
+    fn snapshots_sparse_and_raw_extents_are_refused() {
+        let delta = "parentCID=1a2b3c4d\nparentFileNameHint=\"disk.vmdk\"\nRW 2048 SESPARSE \"disk-000001-sesparse.vmdk\"\n";
+        assert!(
+            extents(delta).unwrap_err().contains("snapshot"),
+            "{:?}",
+            extents(delta)
+        );
+        let sparse = "parentCID=ffffffff\nRW 2048 VMFSSPARSE \"disk-delta.vmdk\"\n";
+        assert!(extents(sparse).unwrap_err().contains("VMFSSPARSE"));
+        let rdm = "RW 2048 VMFSRDM \"disk-rdm.vmdk\"\n";
+        assert!(extents(rdm).unwrap_err().contains("VMFSRDM"));
+        assert!(
+            extents("# nothing here\n")
+                .unwrap_err()
+                .contains("no extent")
+        );
+        let escape = "RW 2048 VMFS \"../other/secret-flat.vmdk\"\n";
+        assert!(
+            extents(escape).is_err(),
+            "an extent outside the disk's folder is not followed"
+        );
+    }
 }
