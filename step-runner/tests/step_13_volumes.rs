@@ -120,6 +120,29 @@ async fn journal(client: &Client, vmi: &VmiRef) -> BTreeMap<String, Entry> {
         .collect()
 }
 
+/// Waits until the CSI stand-in has attached every used volume (it puts its
+/// finalizer on their PVs), so that a before/after comparison sees only
+/// what the step did.
+async fn wait_attached(rig: &Rig) {
+    let pv_api = Api::<PersistentVolume>::all(rig.client.clone());
+    let deadline = Instant::now() + LIMIT;
+    for volume in rig.seeded.used() {
+        while !pv_api
+            .get(&volume.pv)
+            .await
+            .unwrap()
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f == vmi_sim::csi_driver::ATTACHER_FINALIZER)
+        {
+            assert!(Instant::now() < deadline, "{} was not attached", volume.pv);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// Resource versions of everything step 13 may touch, to prove a refusal
 /// changed nothing.
 async fn versions(client: &Client, namespace: &str) -> Vec<String> {
@@ -360,24 +383,7 @@ async fn copy_mode_moves_every_volume_with_its_bytes_and_brings_the_workloads_ba
 async fn volumes_it_cannot_move_are_refused_before_any_change() {
     let rig = rig(VolumeWorkloads::default()).await;
     let apps = rig.seeded.spec.namespace.clone();
-    // Let the CSI stand-in finish attaching (it puts its finalizer on the PVs).
-    let pv_api = Api::<PersistentVolume>::all(rig.client.clone());
-    let deadline = Instant::now() + LIMIT;
-    for volume in rig.seeded.used() {
-        while !pv_api
-            .get(&volume.pv)
-            .await
-            .unwrap()
-            .metadata
-            .finalizers
-            .unwrap_or_default()
-            .iter()
-            .any(|f| f == vmi_sim::csi_driver::ATTACHER_FINALIZER)
-        {
-            assert!(Instant::now() < deadline, "{} was not attached", volume.pv);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    wait_attached(&rig).await;
     // migrate: false names every volume.
     let off = vmi(&rig, json!({"migrate": false})).await;
     let before = versions(&rig.client, &apps).await;
@@ -737,6 +743,7 @@ async fn a_disk_with_snapshots_is_refused_in_copy_mode_before_any_change() {
         ])
         .unwrap();
 
+    wait_attached(&rig).await;
     let before = versions(&rig.client, &apps).await;
     let vmi = vmi(&rig, json!({"migrate": true, "mode": "Copy"})).await;
     let error = run_step(&rig.cluster, &vmi, Action::Step(Step::MigrateVolumes))
@@ -756,4 +763,30 @@ async fn a_disk_with_snapshots_is_refused_in_copy_mode_before_any_change() {
         before,
         "the refusal changed something"
     );
+    // Told to skip it, the step leaves it on the source and says so.
+    let skipping = self::vmi(
+        &rig,
+        json!({"migrate": true, "mode": "Copy", "skipUnmovable": true}),
+    )
+    .await;
+    run_step(&rig.cluster, &skipping, Action::Step(Step::MigrateVolumes))
+        .await
+        .unwrap();
+    let status = step_status(&rig.client, &skipping, Step::MigrateVolumes).await;
+    assert!(
+        status
+            .result
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("no volume moved: 1 left on the source"),
+        "{status:?}"
+    );
+    assert!(
+        status
+            .findings
+            .iter()
+            .any(|f| f.contains(&volume.pv) && f.contains("delta disk")),
+        "{status:?}"
+    );
+    assert_eq!(handle(&pvs(&rig.client).await[&volume.pv]), volume.fcd_id);
 }

@@ -117,9 +117,29 @@ async fn write_status(context: &StepContext, progress: &BTreeMap<String, VolumeP
 }
 
 /// Refuses unmovable volumes unless the spec says to leave them.
+/// The end of a refusal: "nothing was changed", and, when an earlier run
+/// left volumes in flight, that their workloads may be stopped meanwhile.
+fn nothing_changed(entries: &BTreeMap<String, Entry>) -> String {
+    let in_flight: Vec<String> = entries
+        .values()
+        .filter(|e| e.state < State::Restored)
+        .map(|e| format!("{} ({})", e.persistent_volume, e.state.name()))
+        .collect();
+    if in_flight.is_empty() {
+        "nothing was changed".into()
+    } else {
+        format!(
+            "this run changed nothing, but {} volume(s) of an earlier run are still in flight and their workloads may be stopped: {}; fix the above and retry to finish them",
+            in_flight.len(),
+            in_flight.join(", ")
+        )
+    }
+}
+
 fn refuse_unmovable(
     context: &StepContext,
     unmovable: &[(String, String)],
+    entries: &BTreeMap<String, Entry>,
 ) -> Result<(), StepError> {
     let skip = context
         .vmi
@@ -135,9 +155,10 @@ fn refuse_unmovable(
         .map(|(what, why)| format!("{what}: {why}"))
         .collect();
     Err(StepError::Refused(format!(
-        "{} volume(s) cannot be moved: {}; fix each as its reason says, or set spec.volumes.skipUnmovable: true to leave them on the source vCenter (step 15 then removes it from the cluster); nothing was changed",
+        "{} volume(s) cannot be moved: {}; fix each as its reason says, or set spec.volumes.skipUnmovable: true to leave them on the source vCenter (step 15 then removes it from the cluster); {}",
         unmovable.len(),
-        listed.join("; ")
+        listed.join("; "),
+        nothing_changed(entries)
     )))
 }
 
@@ -249,9 +270,10 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     if !settings.migrate && !pending.is_empty() {
         let listed: Vec<String> = pending.iter().map(|c| c.describe()).collect();
         return Err(StepError::Refused(format!(
-            "{} vSphere volume(s) live on the source vCenter and spec.volumes.migrate is not true: {}; removing the source (step 15) would strand them; set spec.volumes.migrate: true, or move them by hand, then delete this step's Job to retry; nothing was changed",
+            "{} vSphere volume(s) live on the source vCenter and spec.volumes.migrate is not true: {}; removing the source (step 15) would strand them; set spec.volumes.migrate: true, or move them by hand, then delete this step's Job to retry; {}",
             pending.len(),
-            listed.join(", ")
+            listed.join(", "),
+            nothing_changed(&entries)
         )));
     }
     let mut unmovable: Vec<(String, String)> = pending
@@ -261,7 +283,7 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
             _ => None,
         })
         .collect();
-    refuse_unmovable(context, &unmovable)?;
+    refuse_unmovable(context, &unmovable, &entries)?;
 
     let source = connect_source(context).await?;
     let failure_domain = context.vmi.spec.failure_domains.first().ok_or_else(|| {
@@ -329,6 +351,7 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
     }
     let mut new_entries = Vec::new();
     let mut skipped = Vec::new();
+    let found_before = unmovable.len();
     for candidate in pending {
         match &candidate.disposition {
             Disposition::Move => {}
@@ -397,7 +420,14 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
             }
         }
     }
-    refuse_unmovable(context, &unmovable)?;
+    refuse_unmovable(context, &unmovable, &entries)?;
+    // Skipped (spec.volumes.skipUnmovable): those found unmovable in vCenter
+    // are left on the source like those found so in the cluster.
+    skipped.extend(
+        unmovable[found_before..]
+            .iter()
+            .map(|(what, why)| format!("{what}: {why}")),
+    );
     for entry in new_entries {
         shared.save(&entry).await?;
         entries.insert(entry.persistent_volume.clone(), entry);
@@ -470,7 +500,12 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
         .iter()
         .map(|s| format!("left on the source: {s}"))
         .collect();
-    outcome.result = if complete_before == total {
+    outcome.result = if total == 0 {
+        format!(
+            "no volume moved: {} left on the source (see the findings); nothing changed",
+            skipped.len()
+        )
+    } else if complete_before == total {
         format!(
             "{total} volume(s) were already on vCenter {} and are verified again; {} left on the source; nothing changed",
             shared.destination.server,
