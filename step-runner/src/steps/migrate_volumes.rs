@@ -570,14 +570,15 @@ async fn migrate_group(shared: &Shared<'_>, mut members: Vec<Entry>) -> Result<(
         let mut owners: Vec<Owner> = members.iter().flat_map(|e| e.owners.clone()).collect();
         owners.sort_by_key(owner_key);
         owners.dedup_by_key(|o| owner_key(o));
+        const STOPPED: &str = "the owners stopped so far stay at 0 until a retry finishes this group (their replicas are in the journal)";
         for owner in &owners {
             if let Err(e) = workloads::stop(shared.context, owner).await {
-                return Err(fail(shared, &members[0], e));
+                return Err(format!("{}; {STOPPED}", fail(shared, &members[0], e)));
             }
         }
         let claims: Vec<String> = members.iter().filter_map(|e| e.claim.clone()).collect();
         if let Err(e) = workloads::wait_unused(shared.context, &claims, shared.stall).await {
-            return Err(fail(shared, &members[0], e));
+            return Err(format!("{}; {STOPPED}", fail(shared, &members[0], e)));
         }
         for entry in members.iter_mut().filter(|e| e.state < State::Quiesced) {
             entry.state = State::Quiesced;
