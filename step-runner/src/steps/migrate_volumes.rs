@@ -698,7 +698,14 @@ async fn move_volume(shared: &Shared<'_>, entry: &mut Entry) -> Result<(), StepE
         shared.save(entry).await?;
     }
     if entry.state < State::Moved {
-        match shared.mode {
+        // The mode the volume started in, even if the spec changed since:
+        // a half-done relocate is not finished by a copy, nor the reverse.
+        let mode = if entry.mode == format!("{:?}", VolumeMode::Relocate) {
+            VolumeMode::Relocate
+        } else {
+            VolumeMode::Copy
+        };
+        match mode {
             VolumeMode::Copy => {
                 let from = DatastoreFile::parse(&entry.source.datacenter, &entry.source.path)
                     .ok_or_else(|| {
