@@ -45,6 +45,17 @@ struct Rig {
     _csi: CsiDriverStandIn,
 }
 
+/// One Deployment `web` with one volume, nothing else.
+fn web_only() -> VolumeWorkloads {
+    VolumeWorkloads {
+        deployment: Some("web".into()),
+        stateful_set: None,
+        unused: 0,
+        bare_pod: None,
+        ..VolumeWorkloads::default()
+    }
+}
+
 async fn rig(workloads: VolumeWorkloads) -> Rig {
     let cluster = SimCluster::start(SeedOptions::default()).await.unwrap();
     let client = cluster.client().await.unwrap();
@@ -124,22 +135,27 @@ async fn journal(client: &Client, vmi: &VmiRef) -> BTreeMap<String, Entry> {
 /// finalizer on their PVs), so that a before/after comparison sees only
 /// what the step did.
 async fn wait_attached(rig: &Rig) {
-    let pv_api = Api::<PersistentVolume>::all(rig.client.clone());
-    let deadline = Instant::now() + LIMIT;
     for volume in rig.seeded.used() {
-        while !pv_api
-            .get(&volume.pv)
-            .await
-            .unwrap()
-            .metadata
-            .finalizers
-            .unwrap_or_default()
-            .iter()
-            .any(|f| f == vmi_sim::csi_driver::ATTACHER_FINALIZER)
-        {
-            assert!(Instant::now() < deadline, "{} was not attached", volume.pv);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_pv_attached(&rig.client, &volume.pv).await;
+    }
+}
+
+/// Waits until the CSI stand-in has attached PV `pv`.
+async fn wait_pv_attached(client: &Client, pv: &str) {
+    let pv_api = Api::<PersistentVolume>::all(client.clone());
+    let deadline = Instant::now() + LIMIT;
+    while !pv_api
+        .get(pv)
+        .await
+        .unwrap()
+        .metadata
+        .finalizers
+        .unwrap_or_default()
+        .iter()
+        .any(|f| f == vmi_sim::csi_driver::ATTACHER_FINALIZER)
+    {
+        assert!(Instant::now() < deadline, "{pv} was not attached");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -435,23 +451,7 @@ async fn volumes_it_cannot_move_are_refused_before_any_change() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // …and once its pod's volume is attached, nothing else moves.
-    let spare_pv = Api::<PersistentVolume>::all(rig.client.clone());
-    while !spare_pv
-        .get(&spare.pv)
-        .await
-        .unwrap()
-        .metadata
-        .finalizers
-        .unwrap_or_default()
-        .iter()
-        .any(|f| f == vmi_sim::csi_driver::ATTACHER_FINALIZER)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the DaemonSet's volume was not attached"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_pv_attached(&rig.client, &spare.pv).await;
     let before = versions(&rig.client, &apps).await;
     let on = vmi(&rig, json!({"migrate": true})).await;
     let error = run_step(&rig.cluster, &on, Action::Step(Step::MigrateVolumes))
@@ -477,14 +477,7 @@ async fn volumes_it_cannot_move_are_refused_before_any_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unverifiable_relocate_detaches_and_deletes_nothing_and_the_undo_restores() {
-    let rig = rig(VolumeWorkloads {
-        deployment: Some("web".into()),
-        stateful_set: None,
-        unused: 0,
-        bare_pod: None,
-        ..VolumeWorkloads::default()
-    })
-    .await;
+    let rig = rig(web_only()).await;
     let volume = rig.seeded.volumes[0].clone();
     let vmi = vmi(&rig, json!({"migrate": true, "mode": "Relocate"})).await;
     let logs = support::Captured::default();
@@ -705,14 +698,7 @@ async fn a_step_killed_at_random_moments_resumes_from_the_journal() {
 /// in Copy mode it is refused, named, before any workload is stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_with_snapshots_is_refused_in_copy_mode_before_any_change() {
-    let rig = rig(VolumeWorkloads {
-        deployment: Some("web".into()),
-        stateful_set: None,
-        unused: 0,
-        bare_pod: None,
-        ..VolumeWorkloads::default()
-    })
-    .await;
+    let rig = rig(web_only()).await;
     let apps = rig.seeded.spec.namespace.clone();
     let volume = rig.seeded.volumes[0].clone();
     // The disk as a snapshot leaves it: a delta descriptor naming a parent.

@@ -92,15 +92,7 @@ async fn first_class_disks_are_registered_read_back_and_deleted() {
 
     // A copied disk file becomes a First Class Disk by registering it.
     let copied = file("vmi/copied.vmdk");
-    let bytes = pattern(64 * 1024, 0x2545_f491);
-    vcenter
-        .upload(
-            &copied,
-            std::io::Cursor::new(bytes.clone()),
-            bytes.len() as u64,
-        )
-        .await
-        .unwrap();
+    support::upload_pattern(&vcenter, &copied, 64 * 1024, 0x2545_f491).await;
     let registered = vcenter.register_disk(&copied, "pvc-copied").await.unwrap();
     assert_eq!(registered.name, "pvc-copied");
     assert_eq!(registered.file_path, "[datastore-a] vmi/copied.vmdk");

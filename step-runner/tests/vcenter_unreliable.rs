@@ -675,15 +675,7 @@ async fn a_registration_whose_answer_is_cut_is_found_by_its_file() {
     let vcenter = connect_via(&proxy, &sim, short_limits()).await.unwrap();
     let datastore = support::lookup(&vcenter, "/datacenter-a/datastore/datastore-a").await;
     let copied = file("vmi/cut-register.vmdk");
-    let bytes = pattern(64 * 1024, 0x9e37_79b9);
-    vcenter
-        .upload(
-            &copied,
-            std::io::Cursor::new(bytes.clone()),
-            bytes.len() as u64,
-        )
-        .await
-        .unwrap();
+    support::upload_pattern(&vcenter, &copied, 64 * 1024, 0x9e37_79b9).await;
 
     proxy.set(Behaviour::ResetAfter {
         direction: Direction::ToClient,

@@ -796,20 +796,29 @@ async fn move_volume(shared: &Shared<'_>, entry: &mut Entry) -> Result<(), StepE
     shared.save(entry).await
 }
 
-/// Relocate mode, Detached → Moved.
-async fn relocate(shared: &Shared<'_>, entry: &mut Entry) -> Result<(), StepError> {
-    let source_datastore = shared
-        .source_datastores
+/// The datastore the journal names as `entry`'s source, among `datastores`
+/// of `source`.
+fn source_datastore_of<'a>(
+    datastores: &'a [Datastore],
+    entry: &Entry,
+    source: &crate::vsphere::VCenter,
+) -> Result<&'a Datastore, StepError> {
+    datastores
         .iter()
         .find(|d| d.moref.value == entry.source.datastore)
-        .cloned()
         .ok_or_else(|| {
             StepError::Refused(format!(
                 "the journal's source datastore {} is not on vCenter {}",
                 entry.source.datastore,
-                shared.source.server()
+                source.server()
             ))
-        })?;
+        })
+}
+
+/// Relocate mode, Detached → Moved.
+async fn relocate(shared: &Shared<'_>, entry: &mut Entry) -> Result<(), StepError> {
+    let source_datastore =
+        source_datastore_of(&shared.source_datastores, entry, &shared.source)?.clone();
     let destination = &shared.destination;
     // Killed while the helper VM was being taken apart: the move was proven
     // and recorded (target.id is set only then); finish taking it apart.
@@ -1114,16 +1123,7 @@ async fn release_helpers(
                 )));
             }
             Some((false, vm)) => {
-                let datastore = source_datastores
-                    .iter()
-                    .find(|d| d.moref.value == entry.source.datastore)
-                    .ok_or_else(|| {
-                        StepError::Refused(format!(
-                            "the journal's source datastore {} is not on vCenter {}",
-                            entry.source.datastore,
-                            source.server()
-                        ))
-                    })?;
+                let datastore = source_datastore_of(&source_datastores, entry, &source)?;
                 relocate_mode::take_apart(
                     &source,
                     &vm,

@@ -496,6 +496,19 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
+    /// The swap of the rebind: original PV to new PV.
+    fn forward<'a>(entry: &'a Entry, mark: &'a str) -> Swap<'a> {
+        Swap {
+            name: "pvc-1",
+            claim: None,
+            from: &entry.source.id,
+            to: &entry.target.id,
+            from_mark: original_mark(entry),
+            to_mark: Some(mark),
+            manifest: Value::Null,
+        }
+    }
+
     /// A relocated disk keeps its id: the original PV and the new one name
     /// the same disk, and only the mark tells them apart. Before, the
     /// original counted as already replaced and the PV was never rewritten.
@@ -504,15 +517,7 @@ mod tests {
         let mut entry = entry();
         entry.target.id = entry.source.id.clone();
         let mark = moved_from(&entry);
-        let forward = Swap {
-            name: "pvc-1",
-            claim: None,
-            from: &entry.source.id,
-            to: &entry.target.id,
-            from_mark: original_mark(&entry),
-            to_mark: Some(&mark),
-            manifest: Value::Null,
-        };
+        let forward = forward(&entry, &mark);
         let original = stored(entry.original_pv.clone());
         let replaced = stored(new_pv(&entry, "region-b", "zone-b"));
         assert_eq!(forward.side_of(&original), Side::Before);
@@ -534,15 +539,7 @@ mod tests {
     fn a_pv_someone_else_changed_is_neither_side() {
         let entry = entry();
         let mark = moved_from(&entry);
-        let forward = Swap {
-            name: "pvc-1",
-            claim: None,
-            from: &entry.source.id,
-            to: &entry.target.id,
-            from_mark: original_mark(&entry),
-            to_mark: Some(&mark),
-            manifest: Value::Null,
-        };
+        let forward = forward(&entry, &mark);
         let mut other = new_pv(&entry, "region-b", "zone-b");
         other["spec"]["csi"]["volumeHandle"] = json!("someone-elses");
         assert_eq!(forward.side_of(&stored(other)), Side::Foreign);

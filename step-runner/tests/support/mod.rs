@@ -276,3 +276,22 @@ pub fn file(path: &str) -> vmi_step_runner::vsphere::datastore::DatastoreFile {
         path: path.into(),
     }
 }
+
+/// Uploads `len` bytes of [`pattern`] from `seed` to `file`; returns them.
+pub async fn upload_pattern(
+    vcenter: &VCenter,
+    file: &vmi_step_runner::vsphere::datastore::DatastoreFile,
+    len: usize,
+    seed: u32,
+) -> Vec<u8> {
+    let bytes = pattern(len, seed);
+    vcenter
+        .upload(
+            file,
+            std::io::Cursor::new(bytes.clone()),
+            bytes.len() as u64,
+        )
+        .await
+        .unwrap();
+    bytes
+}
