@@ -170,6 +170,10 @@ const PLAN: &[(&str, Check)] = &[
         Check::StepFails(Scenario::Volumes), // 13
     ),
     (
+        "vmi-step-runner cluster cronjobs list",
+        Check::StepFails(Scenario::Volumes), // 00
+    ),
+    (
         "vmi-step-runner cluster jobs get,patch",
         Check::StepFails(Scenario::VolumesWithJob), // 00
     ),

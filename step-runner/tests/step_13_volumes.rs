@@ -452,6 +452,26 @@ async fn volumes_it_cannot_move_are_refused_before_any_change() {
     }
     // …and once its pod's volume is attached, nothing else moves.
     wait_pv_attached(&rig.client, &spare.pv).await;
+    // A CronJob that is not suspended, mounting web's claim, makes that
+    // volume unmovable too, though no Job of it runs now.
+    let web = rig
+        .seeded
+        .volumes
+        .iter()
+        .find(|v| matches!(v.user, volumes::VolumeUser::Deployment(_)))
+        .unwrap();
+    let nightly: k8s_openapi::api::batch::v1::CronJob = serde_json::from_value(json!({
+        "metadata": {"name": "nightly", "namespace": apps},
+        "spec": {"schedule": "0 3 1 1 *", "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "backup", "image": volumes::WORKLOAD_IMAGE}],
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": web.pvc}}]}}}}}
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::batch::v1::CronJob>::namespaced(rig.client.clone(), &apps)
+        .create(&PostParams::default(), &nightly)
+        .await
+        .unwrap();
     let before = versions(&rig.client, &apps).await;
     let on = vmi(&rig, json!({"migrate": true})).await;
     let error = run_step(&rig.cluster, &on, Action::Step(Step::MigrateVolumes))
@@ -465,6 +485,12 @@ async fn volumes_it_cannot_move_are_refused_before_any_change() {
     assert!(error.contains("skipUnmovable"), "{error}");
     assert!(
         error.contains(&format!("used by pod {apps}/toolbox, which has no owner")),
+        "{error}"
+    );
+    assert!(
+        error.contains(&web.pv)
+            && error.contains(&format!("used by CronJob {apps}/nightly"))
+            && error.contains("suspend the CronJob"),
         "{error}"
     );
     assert!(journal(&rig.client, &on).await.is_empty());

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use kube::api::{Api, ListParams};
@@ -265,6 +265,36 @@ pub fn pods_by_claim(pods: &[Pod]) -> BTreeMap<String, Vec<&Pod>> {
     by_claim
 }
 
+/// The claims (`namespace/name`) the pod template of each CronJob that is
+/// not suspended mounts, with the CronJobs: such a CronJob may start a pod
+/// on the volume while it is moved, and vmi does not stop CronJobs.
+pub fn active_cron_jobs_by_claim(cron_jobs: &[CronJob]) -> BTreeMap<String, Vec<String>> {
+    let mut by_claim: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for cron_job in cron_jobs {
+        let Some(spec) = &cron_job.spec else { continue };
+        if spec.suspend == Some(true) {
+            continue;
+        }
+        let namespace = cron_job.metadata.namespace.clone().unwrap_or_default();
+        let name = cron_job.metadata.name.clone().unwrap_or_default();
+        let volumes = spec
+            .job_template
+            .spec
+            .as_ref()
+            .and_then(|j| j.template.spec.as_ref())
+            .and_then(|p| p.volumes.as_ref());
+        for volume in volumes.into_iter().flatten() {
+            if let Some(claim) = &volume.persistent_volume_claim {
+                by_claim
+                    .entry(format!("{namespace}/{}", claim.claim_name))
+                    .or_default()
+                    .push(format!("{namespace}/{name}"));
+            }
+        }
+    }
+    by_claim
+}
+
 /// Every vSphere volume of the cluster (CSI and in-tree) with what step 13
 /// will do with it. Whether the disk is on the source vCenter is checked
 /// later, with vCenter ([`super::locate`]).
@@ -288,6 +318,12 @@ pub async fn discover(context: &StepContext) -> Result<Vec<Candidate>, StepError
         .map_err(StepError::kube("list Pods"))?
         .items;
     let by_claim = pods_by_claim(&pods);
+    let cron_jobs = Api::<CronJob>::all(context.client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(StepError::kube("list CronJobs"))?
+        .items;
+    let by_cron_job = active_cron_jobs_by_claim(&cron_jobs);
     let mut candidates = Vec::new();
     for pv in volumes {
         let claim_name = claim_of(&pv);
@@ -317,6 +353,16 @@ pub async fn discover(context: &StepContext) -> Result<Vec<Candidate>, StepError
                 }
                 Err(reason) => reasons.push(reason),
             }
+        }
+        for cron_job in claim_name
+            .as_ref()
+            .and_then(|c| by_cron_job.get(c))
+            .into_iter()
+            .flatten()
+        {
+            reasons.push(format!(
+                "used by CronJob {cron_job}, which may start a pod on it while it is moved; suspend the CronJob (spec.suspend: true) until step 13 is done"
+            ));
         }
         let namespace = claim_name
             .as_deref()
@@ -392,5 +438,23 @@ mod tests {
         gone.claim = None;
         assert_eq!(gone.bound_claim(), None);
         assert_eq!(gone.claim_name().as_deref(), Some("apps/data"));
+    }
+
+    #[test]
+    fn a_suspended_cron_job_is_no_danger_an_active_one_is() {
+        let cron_job = |name: &str, suspend: bool| -> CronJob {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "apps"},
+                "spec": {"schedule": "0 3 * * *", "suspend": suspend, "jobTemplate": {"spec": {"template": {"spec": {
+                    "containers": [{"name": "c"}],
+                    "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]
+                }}}}}
+            }))
+            .unwrap()
+        };
+        let found =
+            active_cron_jobs_by_claim(&[cron_job("nightly", false), cron_job("paused", true)]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found["apps/data"], vec!["apps/nightly".to_owned()]);
     }
 }
