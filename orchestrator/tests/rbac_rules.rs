@@ -284,6 +284,10 @@ const PLAN: &[(&str, Check)] = &[
         Check::GrantedBy("vmi-step-runner cluster deployments,statefulsets,replicasets get"),
     ),
     (
+        "vmi-step-runner openshift-cluster-csi-drivers cnsvolumeinfoes get,create,patch",
+        Check::StepFails(Scenario::Volumes), // 13
+    ),
+    (
         "vmi-step-runner openshift-cluster-csi-drivers daemonsets(vmware-vsphere-csi-driver-node) get",
         Check::StepFails(Scenario::Native), // 09
     ),

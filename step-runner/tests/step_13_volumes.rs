@@ -324,6 +324,27 @@ async fn copy_mode_moves_every_volume_with_its_bytes_and_brings_the_workloads_ba
     assert_eq!((counter.done, counter.total), (5, 5));
     assert!(vmi_status.volumes.iter().all(|v| v.state == "Complete"));
 
+    // The CSI driver's records: each copy through the target vCenter, each
+    // source disk still through the source.
+    for (name, entry) in &entries {
+        assert_eq!(
+            volumes::volume_info_server(&rig.client, &entry.target.id)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(rig.cluster.target.server.as_str()),
+            "CNSVolumeInfo of the copy of {name}"
+        );
+        assert_eq!(
+            volumes::volume_info_server(&rig.client, &entry.source.id)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(rig.cluster.source.server.as_str()),
+            "CNSVolumeInfo of the source disk of {name}"
+        );
+    }
+
     // A second run changes nothing.
     let before = pvs(&rig.client).await;
     run_step(&rig.cluster, &vmi, Action::Step(Step::MigrateVolumes))

@@ -32,9 +32,9 @@ use crate::volumes::journal::{Disk, Entry, Journal, Owner, State};
 use crate::volumes::locate::{self, Datastore};
 use crate::volumes::rebind::{rebind, trimmed};
 use crate::volumes::register::{ensure_cns_volume, register};
-use crate::volumes::relocate_mode;
 use crate::volumes::workloads;
 use crate::volumes::{Candidate, Disposition, discover};
+use crate::volumes::{relocate_mode, volume_info};
 use crate::vsphere::VCenter;
 use crate::vsphere::cns::ContainerCluster;
 use crate::vsphere::datastore::DatastoreFile;
@@ -783,6 +783,13 @@ async fn move_volume(shared: &Shared<'_>, entry: &mut Entry) -> Result<(), StepE
         .await?;
         entry.state = State::Registered;
         shared.save(entry).await?;
+    }
+    // The driver attaches through the vCenter its record names: right
+    // before the PV points at the disk.
+    if let Some(change) =
+        volume_info::point_at(shared.context, &entry.target.id, &entry.target.server).await?
+    {
+        tracing::info!(pv = %entry.persistent_volume, "{change}");
     }
     rebind(
         shared.context,

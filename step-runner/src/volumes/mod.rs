@@ -11,6 +11,7 @@ pub mod locate;
 pub mod rebind;
 pub mod register;
 pub mod relocate_mode;
+pub mod volume_info;
 pub mod workloads;
 
 pub use discover::{CSI_DRIVER, Candidate, Disposition, discover};

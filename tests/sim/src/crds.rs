@@ -89,6 +89,31 @@ pub async fn install_vmi_crd(client: &Client) -> Result<(), SimError> {
     apply(client, vec![vmi_api::crd::custom_resource_definition()]).await
 }
 
+/// Installs the vSphere CSI driver's `CNSVolumeInfo` CRD
+/// (`cnsvolumeinfoes.cns.vmware.com`, namespaced, v1alpha1), which the driver
+/// installs when it runs with more than one vCenter: one object per volume,
+/// named by the volume id, `spec.volumeID` and `spec.vCenterServer`.
+pub async fn install_cns_volume_info_crd(client: &Client) -> Result<(), SimError> {
+    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "cnsvolumeinfoes.cns.vmware.com"},
+        "spec": {
+            "group": "cns.vmware.com",
+            "names": {"kind": "CNSVolumeInfo", "listKind": "CNSVolumeInfoList",
+                      "plural": "cnsvolumeinfoes", "singular": "cnsvolumeinfo"},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                        "properties": {"volumeID": {"type": "string"}, "vCenterServer": {"type": "string"}}}
+                }}}}]
+        }
+    }))
+    .map_err(|e| SimError::Setup(format!("the CNSVolumeInfo CRD: {e}")))?;
+    apply(client, vec![crd]).await
+}
+
 async fn apply(client: &Client, crds: Vec<CustomResourceDefinition>) -> Result<(), SimError> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let params = PatchParams::apply("vmi-sim").force();

@@ -31,7 +31,7 @@ use k8s_openapi::api::core::v1::{
     Namespace, PersistentVolume, PersistentVolumeClaim, Pod, PodSpec,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -317,6 +317,59 @@ pub async fn seed_bare_volumes(
         node_affinity: true,
     };
     seed_planned(cluster, &client, namespace, planned, &shape).await
+}
+
+/// The namespace of OpenShift's vSphere CSI driver, where it keeps its
+/// `CNSVolumeInfo` records.
+pub const CSI_NAMESPACE: &str = "openshift-cluster-csi-drivers";
+
+/// The `CNSVolumeInfo` of volume `id` (the vCenter the CSI driver attaches it
+/// through), or `None` when there is none.
+pub async fn volume_info_server(client: &Client, id: &str) -> Result<Option<String>, SimError> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), CSI_NAMESPACE, &volume_info_resource());
+    Ok(api
+        .get_opt(id)
+        .await
+        .map_err(|e| SimError::Kube(format!("read CNSVolumeInfo {id}"), e))?
+        .and_then(|o| o.data["spec"]["vCenterServer"].as_str().map(str::to_owned)))
+}
+
+fn volume_info_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("cns.vmware.com", "v1alpha1", "CNSVolumeInfo"),
+        "cnsvolumeinfoes",
+    )
+}
+
+/// Records each disk's vCenter as a CSI driver running with two vCenters
+/// does (after step 09 it does): the `CNSVolumeInfo` CRD and one object per
+/// volume naming `server`.
+async fn record_volume_infos(
+    client: &Client,
+    server: &str,
+    disks: &[Disk],
+) -> Result<(), SimError> {
+    crate::crds::install_cns_volume_info_crd(client).await?;
+    ensure_namespace(client, CSI_NAMESPACE).await?;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), CSI_NAMESPACE, &volume_info_resource());
+    for disk in disks {
+        let mut record =
+            DynamicObject::new(&disk.id, &volume_info_resource()).within(CSI_NAMESPACE);
+        record.data = json!({"spec": {"volumeID": disk.id, "vCenterServer": server}});
+        match api.create(&PostParams::default(), &record).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => {
+                return Err(SimError::Kube(
+                    format!("create CNSVolumeInfo {}", disk.id),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Creates the `thin-csi` storage class as the vSphere CSI driver operator
@@ -630,6 +683,7 @@ async fn seed_planned(
     let names: Vec<&str> = planned.iter().map(|p| p.pvc.as_str()).collect();
     let limit = Duration::from_secs(60) + Duration::from_millis(100) * names.len() as u32;
     wait_bound(&claims, &names, limit).await?;
+    record_volume_infos(client, &cluster.source.server, &disks).await?;
 
     Ok(planned
         .into_iter()
