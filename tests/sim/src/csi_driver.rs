@@ -530,7 +530,23 @@ async fn attach(shared: Arc<Shared>, name: String, pv: String, node: String, han
             true,
         )
         .await?;
-        let logins = logins(&shared).await?;
+        let mut logins = logins(&shared).await?;
+        // With two vCenters the driver attaches only through the vCenter
+        // its CNSVolumeInfo record names, and not at all without a record.
+        if let Some(record) = volume_record(&shared.client, &handle).await? {
+            let Some(server) = record else {
+                return Err(format!(
+                    "rpc error: code = Internal desc = Could not find vCenter for VolumeID: {handle:?}"
+                ));
+            };
+            for (i, vcenter) in shared.vcenters.iter().enumerate() {
+                if vcenter.target.server != server
+                    && let Some(login) = logins.get_mut(i)
+                {
+                    *login = None;
+                }
+            }
+        }
         let vcenters = shared.vcenters.clone();
         let (node, handle) = (node.clone(), handle.clone());
         blocking(move || attach_disk(&vcenters, &logins, &node, &handle)).await?
@@ -560,6 +576,25 @@ async fn attach(shared: Arc<Shared>, name: String, pv: String, node: String, han
         }
     }
     shared.wake.notify_one();
+}
+
+/// The driver's record of volume `handle`: `None` when the cluster has no
+/// `CNSVolumeInfo` CRD (a driver with one vCenter keeps none), else the
+/// vCenter the record names, if there is one.
+async fn volume_record(client: &Client, handle: &str) -> Result<Option<Option<String>>, String> {
+    match client
+        .list_api_group_resources("cns.vmware.com/v1alpha1")
+        .await
+    {
+        Ok(list) if list.resources.iter().any(|r| r.name == "cnsvolumeinfoes") => {}
+        Ok(_) => return Ok(None),
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(None),
+        Err(e) => return Err(format!("discover cns.vmware.com/v1alpha1: {e}")),
+    }
+    volumes::volume_info_server(client, handle)
+        .await
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// Detaches the disk of a VolumeAttachment being deleted, then removes its
