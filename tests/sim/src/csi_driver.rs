@@ -530,26 +530,21 @@ async fn attach(shared: Arc<Shared>, name: String, pv: String, node: String, han
             true,
         )
         .await?;
-        let mut logins = logins(&shared).await?;
+        let logins = logins(&shared).await?;
         // With two vCenters the driver attaches only through the vCenter
         // its CNSVolumeInfo record names, and not at all without a record.
-        if let Some(record) = volume_record(&shared.client, &handle).await? {
-            let Some(server) = record else {
+        let only = match volume_record(&shared.client, &handle).await? {
+            None => None,
+            Some(Some(server)) => Some(server),
+            Some(None) => {
                 return Err(format!(
                     "rpc error: code = Internal desc = Could not find vCenter for VolumeID: {handle:?}"
                 ));
-            };
-            for (i, vcenter) in shared.vcenters.iter().enumerate() {
-                if vcenter.target.server != server
-                    && let Some(login) = logins.get_mut(i)
-                {
-                    *login = None;
-                }
             }
-        }
+        };
         let vcenters = shared.vcenters.clone();
         let (node, handle) = (node.clone(), handle.clone());
-        blocking(move || attach_disk(&vcenters, &logins, &node, &handle)).await?
+        blocking(move || attach_disk(&vcenters, &logins, &node, &handle, only.as_deref())).await?
     }
     .await;
     let api = Api::<VolumeAttachment>::all(shared.client.clone());
@@ -816,9 +811,13 @@ fn find_vm(
     vcenters: &[VCenter],
     logins: &[Option<(String, String)>],
     node: &str,
+    only: Option<&str>,
 ) -> Result<Result<Vm, Vec<String>>, String> {
     let mut skipped = Vec::new();
     for (i, vcenter) in vcenters.iter().enumerate() {
+        if only.is_some_and(|server| server != vcenter.target.server) {
+            continue;
+        }
         let Some(login) = logins.get(i).and_then(Option::as_ref) else {
             skipped.push(vcenter.target.server.clone());
             continue;
@@ -849,15 +848,19 @@ fn attach_disk(
     logins: &[Option<(String, String)>],
     node: &str,
     handle: &str,
+    only: Option<&str>,
 ) -> Result<Placed, String> {
     let failed = |why: String| {
         format!(
             "rpc error: code = Internal desc = failed to attach disk: {handle:?} with node: {node:?} err {why}"
         )
     };
-    let vm = match find_vm(vcenters, logins, node).map_err(&failed)? {
+    let vm = match find_vm(vcenters, logins, node, only).map_err(&failed)? {
         Ok(vm) => vm,
         Err(skipped) => {
+            let searched = only
+                .map(|server| format!(" in vCenter {server}, which its CNSVolumeInfo record names"))
+                .unwrap_or_default();
             let unsearched = if skipped.is_empty() {
                 String::new()
             } else {
@@ -867,7 +870,7 @@ fn attach_disk(
                 )
             };
             return Err(format!(
-                "rpc error: code = NotFound desc = failed to find VirtualMachine for node:{node:?}{unsearched}"
+                "rpc error: code = NotFound desc = failed to find VirtualMachine for node:{node:?}{searched}{unsearched}"
             ));
         }
     };
@@ -929,7 +932,7 @@ fn detach_disk(
             "rpc error: code = Internal desc = failed to detach disk: {handle:?} from node: {node:?} err {why}"
         )
     };
-    if let Ok(vm) = find_vm(vcenters, logins, node).map_err(&failed)? {
+    if let Ok(vm) = find_vm(vcenters, logins, node, None).map_err(&failed)? {
         let vcenter = &vcenters[vm.vcenter];
         let Some(login) = logins.get(vm.vcenter).and_then(Option::as_ref) else {
             return Ok(());

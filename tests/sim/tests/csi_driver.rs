@@ -391,6 +391,18 @@ async fn pinned_pod(client: &Client, ns: &str, name: &str, node: &str, claim: &s
         .unwrap();
 }
 
+/// The CSI driver's CNSVolumeInfo records.
+fn records(client: &Client) -> Api<kube::api::DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        volumes::CSI_NAMESPACE,
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("cns.vmware.com", "v1alpha1", "CNSVolumeInfo"),
+            "cnsvolumeinfoes",
+        ),
+    )
+}
+
 async fn attach_error(client: &Client, name: &str, containing: &str) -> String {
     eventually(
         &format!("{name} failing with {containing:?}"),
@@ -429,7 +441,26 @@ async fn attaches_that_cannot_work_are_reported_and_gone_vms_release_their_disks
     node_with_vm(&cluster, &client, true, target_node).await;
     pinned_pod(&client, "stray", "on-target", target_node, &first.pvc).await;
     let name = attachment_name(&first.fcd_id, target_node);
+    // The driver's record names the source vCenter: the node's VM is looked
+    // for there only, as the real driver does.
     let message = attach_error(&client, &name, "failed to find VirtualMachine").await;
+    assert!(
+        message.contains(&format!(
+            "in vCenter {}, which its CNSVolumeInfo record names",
+            cluster.source.server
+        )),
+        "{message}"
+    );
+    // The record pointed at the target, whose credentials the driver lacks.
+    records(&client)
+        .patch(
+            &first.fcd_id,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"vCenterServer": cluster.target.server}})),
+        )
+        .await
+        .unwrap();
+    let message = attach_error(&client, &name, "no credentials").await;
     assert!(
         message.contains(&cluster.target.server),
         "the message names the vCenter without credentials: {message}"
@@ -470,6 +501,23 @@ async fn attaches_that_cannot_work_are_reported_and_gone_vms_release_their_disks
         (gone && released).then_some(())
     })
     .await;
+
+    // Without a record the driver attaches nowhere.
+    records(&client)
+        .delete(&first.fcd_id, &DeleteParams::default())
+        .await
+        .unwrap();
+    let lone = "source-extra-1";
+    node_with_vm(&cluster, &client, false, lone).await;
+    pinned_pod(&client, "stray", "unrecorded", lone, &first.pvc).await;
+    let message = attach_error(
+        &client,
+        &attachment_name(&first.fcd_id, lone),
+        "Could not find vCenter for VolumeID",
+    )
+    .await;
+    assert!(message.contains(&first.fcd_id), "{message}");
+    assert!(consumers(&cluster, first).is_empty());
 
     // A source Node whose VM is destroyed and Node deleted: its attachment
     // goes and the disk has no consumer left.
