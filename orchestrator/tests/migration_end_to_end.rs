@@ -26,10 +26,7 @@ use vmi_sim::crds::InfrastructureCrd;
 use vmi_sim::migration::vmi_manifest::TARGET_FAILURE_DOMAIN;
 use vmi_sim::migration::{self, MigrationRig, VmiOptions};
 use vmi_sim::seed::{CloudConfigFormat, SeedOptions};
-use vmi_sim::volumes::{self, VolumeWorkloads};
-
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
-use kube::api::Api;
+use vmi_sim::volumes::VolumeWorkloads;
 
 /// How long a whole migration may take on a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(20 * 60);
@@ -63,67 +60,8 @@ async fn kill_at_random(rig: &mut MigrationRig, kills: usize) -> usize {
 /// is still there, the workloads are back at their replicas with every
 /// volume attached on the target, and the vmi counted them all.
 async fn assert_volumes_moved(rig: &MigrationRig) {
-    let seeded = rig.volumes.as_ref().unwrap();
-    let cluster = &rig.cluster;
-    let pvs = Api::<PersistentVolume>::all(rig.client.clone());
-    for volume in &seeded.volumes {
-        let pv = pvs.get(&volume.pv).await.unwrap();
-        let handle = pv.spec.unwrap().csi.unwrap().volume_handle;
-        assert_ne!(handle, volume.fcd_id, "PV {} was not moved", volume.pv);
-        let copy = volumes::fcd_data(&cluster.target, &handle).unwrap();
-        assert_eq!(copy.sha256, volume.data_sha256, "bytes of PV {}", volume.pv);
-        assert!(
-            volumes::fcd_info(&cluster.source, &volume.fcd_id)
-                .unwrap()
-                .is_some(),
-            "source disk of {}",
-            volume.pv
-        );
-        let claim = Api::<PersistentVolumeClaim>::namespaced(rig.client.clone(), &volume.namespace)
-            .get(&volume.pvc)
-            .await
-            .unwrap();
-        assert_eq!(claim.status.unwrap().phase.as_deref(), Some("Bound"));
-    }
-    seeded
-        .wait_ready(&rig.client, Duration::from_secs(60))
-        .await
-        .unwrap();
-    // Every used volume is attached, on the target, to a Node of the target.
-    let csi = rig.csi.as_ref().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let attachments = csi.attachments();
-        let on_target = attachments
-            .iter()
-            .filter(|a| {
-                a.attached
-                    && !a.deleting
-                    && a.vcenter.as_deref() == Some(cluster.target.server.as_str())
-            })
-            .count();
-        if on_target == seeded.used().len()
-            && attachments
-                .iter()
-                .all(|a| a.attach_error.is_none() || a.deleting)
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "attachments after the move: {attachments:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let counter = rig
-        .status()
-        .await
-        .unwrap()
-        .progress
-        .unwrap()
-        .volumes
-        .unwrap();
-    assert_eq!(counter.done as usize, seeded.volumes.len());
+    let problems = vmi_sim::faults::volume_problems(rig, Duration::from_secs(60)).await;
+    assert!(problems.is_empty(), "after the move: {problems:#?}");
 }
 
 async fn migrate(

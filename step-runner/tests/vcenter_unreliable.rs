@@ -83,11 +83,7 @@ async fn reads_get_through_cut_connections_and_say_so() {
     assert!(warnings[0].contains("attempt=1") && warnings[1].contains("attempt=2"));
 
     // Two answers cut on their way back: the read is sent three times.
-    vcenter
-        .find_by_inventory_path("/datacenter-a/vm")
-        .await
-        .unwrap()
-        .unwrap();
+    support::lookup(&vcenter, "/datacenter-a/vm").await;
     let before = proxy.stats();
     proxy.set(Behaviour::ResetAfter {
         direction: Direction::ToClient,
@@ -130,11 +126,7 @@ async fn a_black_holed_vcenter_times_out_within_the_limits() {
     let proxy = FlakyProxy::in_front_of(&sim).unwrap();
     let options = short_limits();
     let vcenter = connect_via(&proxy, &sim, options.clone()).await.unwrap();
-    let parent = vcenter
-        .find_by_inventory_path("/datacenter-a/vm")
-        .await
-        .unwrap()
-        .unwrap();
+    let parent = support::lookup(&vcenter, "/datacenter-a/vm").await;
 
     // A read: three attempts, each within its limit, then a clear error.
     proxy.set(Behaviour::BlackHole);
@@ -212,11 +204,7 @@ async fn a_change_whose_answer_is_cut_is_reported_unknown_and_not_repeated() {
     let _guard = logs.install();
     let vcenter = connect_via(&proxy, &sim, short_limits()).await.unwrap();
     // Read just before, so the change goes out on a connection in use.
-    let parent = vcenter
-        .find_by_inventory_path("/datacenter-a/vm")
-        .await
-        .unwrap()
-        .unwrap();
+    let parent = support::lookup(&vcenter, "/datacenter-a/vm").await;
 
     let before = proxy.stats();
     proxy.set(Behaviour::ResetAfter {
@@ -291,11 +279,7 @@ async fn a_slow_vcenter_that_keeps_answering_is_waited_for() {
     let connect_ms = started.elapsed().as_millis();
 
     let started = Instant::now();
-    let parent = vcenter
-        .find_by_inventory_path("/datacenter-a/vm")
-        .await
-        .unwrap()
-        .unwrap();
+    let parent = support::lookup(&vcenter, "/datacenter-a/vm").await;
     let folder = vcenter.create_folder(&parent, "slowly-made").await.unwrap();
     assert_eq!(
         vcenter
@@ -362,16 +346,8 @@ async fn a_stalled_transfer_times_out() {
     let proxy = FlakyProxy::in_front_of(&sim).unwrap();
     let options = short_limits();
     let vcenter = connect_via(&proxy, &sim, options.clone()).await.unwrap();
-    let bytes = pattern(4 << 20, 0x9e37_79b9);
     let target = file("stall/disk-1.vmdk");
-    vcenter
-        .upload(
-            &target,
-            std::io::Cursor::new(bytes.clone()),
-            bytes.len() as u64,
-        )
-        .await
-        .unwrap();
+    let bytes = support::upload_pattern(&vcenter, &target, 4 << 20, 0x9e37_79b9).await;
 
     // A download that stops after 1 MiB: what reached the sink cannot be
     // taken back, so it is not tried again.

@@ -64,6 +64,8 @@ struct Shared<'a> {
     mode: VolumeMode,
     stall: Duration,
     disks: Semaphore,
+    /// Whether the cluster keeps the CSI driver's CNSVolumeInfo records.
+    volume_records: bool,
     progress: Mutex<BTreeMap<String, VolumeProgress>>,
 }
 
@@ -337,6 +339,7 @@ pub async fn run(context: &StepContext) -> Result<Outcome, StepError> {
         mode: settings.mode,
         stall: stall_limit(context),
         disks: Semaphore::new(settings.concurrency),
+        volume_records: volume_info::served(context).await?,
         progress: Mutex::new(BTreeMap::new()),
     };
 
@@ -786,8 +789,9 @@ async fn move_volume(shared: &Shared<'_>, entry: &mut Entry) -> Result<(), StepE
     }
     // The driver attaches through the vCenter its record names: right
     // before the PV points at the disk.
-    if let Some(change) =
-        volume_info::point_at(shared.context, &entry.target.id, &entry.target.server).await?
+    if shared.volume_records
+        && let Some(change) =
+            volume_info::point_at(shared.context, &entry.target.id, &entry.target.server).await?
     {
         tracing::info!(pv = %entry.persistent_volume, "{change}");
     }

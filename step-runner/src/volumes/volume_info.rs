@@ -27,8 +27,9 @@ fn resource() -> ApiResource {
 }
 
 /// Whether the cluster serves the driver's records (only a driver
-/// configured with more than one vCenter installs them).
-async fn served(context: &StepContext) -> Result<bool, StepError> {
+/// configured with more than one vCenter installs them). Asked once per
+/// run, not per volume.
+pub async fn served(context: &StepContext) -> Result<bool, StepError> {
     match context.client.list_api_group_resources(GROUP_VERSION).await {
         Ok(list) => Ok(list.resources.iter().any(|r| r.name == PLURAL)),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
@@ -37,16 +38,13 @@ async fn served(context: &StepContext) -> Result<bool, StepError> {
 }
 
 /// Makes the driver's record of volume `id` name vCenter `server`, read
-/// back; returns the change made, or `None` when the record was right or
-/// the cluster keeps none.
+/// back; returns the change made, or `None` when the record was right.
+/// Only for a cluster that [`served`] says keeps records.
 pub async fn point_at(
     context: &StepContext,
     id: &str,
     server: &str,
 ) -> Result<Option<String>, StepError> {
-    if !served(context).await? {
-        return Ok(None);
-    }
     let api: Api<DynamicObject> =
         Api::namespaced_with(context.client.clone(), CSI_NAMESPACE, &resource());
     let what = format!("CNSVolumeInfo {CSI_NAMESPACE}/{id}");
